@@ -1,0 +1,82 @@
+# The commands the README names. `make demo` and `make test` work on a fresh machine: they install
+# what they need first, and skip that step quickly when it is already there.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+NIGHTLY ?= +nightly
+# Seconds each fuzz target runs in `make fuzz-smoke` (part of `make test`) and in `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SECONDS ?= 600
+NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
+
+.PHONY: all demo test tools fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
+	bench bench-codec
+
+all: test
+
+## Tools ------------------------------------------------------------------------------------------
+
+tools:
+	@installed="$$(rustup target list --installed)"; \
+	for t in $(NO_STD_TARGETS); do \
+		grep -qx "$$t" <<<"$$installed" || rustup target add "$$t"; \
+	done
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+
+## The tour ---------------------------------------------------------------------------------------
+
+demo:
+	$(CARGO) run --quiet --release -p weir-examples --bin demo
+
+## Tests ------------------------------------------------------------------------------------------
+
+test: tools fmt-check clippy unit doc no-std fuzz-smoke
+
+fmt-check:
+	$(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+no-std:
+	for t in $(NO_STD_TARGETS); do \
+		$(CARGO) build -p weir --no-default-features --target "$$t" || exit 1; \
+	done
+
+## Fuzzing: every target under fuzz/fuzz_targets, seeded from fuzz/seeds/<target> ------------------
+
+fuzz-build:
+	cd fuzz && $(CARGO) $(NIGHTLY) fuzz build -O
+
+# Runs each target for FUZZ_SMOKE_SECONDS; any crash fails the run.
+fuzz-smoke: fuzz-build
+	@cd fuzz && for t in $$($(CARGO) $(NIGHTLY) fuzz list); do \
+		echo "fuzz-smoke: $$t ($(FUZZ_SMOKE_SECONDS)s)"; \
+		mkdir -p corpus/$$t seeds/$$t; \
+		$(CARGO) $(NIGHTLY) fuzz run -O $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1 2>&1 \
+			| grep -E '^(stat::number_of_executed_units|==|SUMMARY|Running|thread)' ; \
+		test "$${PIPESTATUS[0]}" -eq 0 || exit 1; \
+	done
+
+# The long run: each target for FUZZ_SECONDS (override: make fuzz FUZZ_SECONDS=60 TARGETS="a b").
+fuzz: fuzz-build
+	@cd fuzz && for t in $${TARGETS:-$$($(CARGO) $(NIGHTLY) fuzz list)}; do \
+		mkdir -p corpus/$$t seeds/$$t; \
+		$(CARGO) $(NIGHTLY) fuzz run -O $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
+
+bench: bench-codec
+
+bench-codec:
+	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec

@@ -1,0 +1,77 @@
+//! Shared by every criterion benchmark of the core: a quick mode and `name=value` figures.
+//!
+//! Each benchmark routine is timed through [`Figures::time`], which runs it under criterion's
+//! `iter_custom` and also keeps the total iterations and time of every sample criterion takes. The
+//! figures printed at the end are computed from those same samples, so the report and the
+//! `name=value` lines never disagree about what was measured.
+//!
+//! `WEIR_BENCH_QUICK=1` shortens warm-up and measurement so a whole file finishes in well under a
+//! minute; without it criterion's defaults apply.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use criterion::{Bencher, Criterion};
+
+/// A criterion configured for the quick or the full mode, from `WEIR_BENCH_QUICK`.
+pub fn criterion() -> Criterion {
+    let quick = std::env::var("WEIR_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let c = Criterion::default().configure_from_args();
+    if quick {
+        c.warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1500))
+            .sample_size(10)
+    } else {
+        c
+    }
+}
+
+/// Iterations and time accumulated per benchmark id.
+#[derive(Default)]
+pub struct Figures {
+    totals: RefCell<BTreeMap<String, (u128, Duration)>>,
+}
+
+impl Figures {
+    /// Time `routine` under criterion, recording every sample under `id`.
+    pub fn time<F: FnMut()>(&self, b: &mut Bencher<'_>, id: &str, mut routine: F) {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                routine();
+            }
+            let elapsed = start.elapsed();
+            let mut totals = self.totals.borrow_mut();
+            let entry = totals.entry(id.to_owned()).or_default();
+            entry.0 += u128::from(iters);
+            entry.1 += elapsed;
+            elapsed
+        });
+    }
+
+    /// Mean nanoseconds per iteration of `id` over everything measured.
+    ///
+    /// Panics if `id` was never timed: that is a mistake in the benchmark itself.
+    pub fn ns_per_iter(&self, id: &str) -> f64 {
+        let totals = self.totals.borrow();
+        let (iters, time) = totals
+            .get(id)
+            .unwrap_or_else(|| panic!("benchmark {id} was never timed"));
+        time.as_nanos() as f64 / *iters as f64
+    }
+
+    /// Iterations per second of `id`.
+    pub fn per_sec(&self, id: &str) -> f64 {
+        1e9 / self.ns_per_iter(id)
+    }
+}
+
+/// Print one `name=value` figure line.
+pub fn figure(name: &str, value: f64) {
+    if value.abs() >= 1000.0 {
+        println!("{name}={value:.0}");
+    } else {
+        println!("{name}={value:.3}");
+    }
+}
