@@ -1,0 +1,1 @@
+//! Runnable programs built on weir, and the pieces they share with the tests.
