@@ -1,0 +1,414 @@
+//! Joining frames into packets, under Go's rules (`Compat`) or per-stream rules (`Mux`).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use bytes::{Bytes, BytesMut};
+
+use super::decoder::GO_FRAME_OVERHEAD;
+use super::{Frame, FrameDecoder, Id, Kind, Packet, WireError};
+
+/// The largest packet an assembler accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum PacketLimit {
+    /// Packets of up to this many data bytes.
+    AtMost(usize),
+    /// No packet at all, not even an empty one: what Go's reader does with a negative
+    /// `MaximumBufferSize`. Only useful to reproduce that behaviour.
+    RejectAll,
+}
+
+impl PacketLimit {
+    /// 4 MiB, Go's default.
+    pub const DEFAULT: PacketLimit = PacketLimit::AtMost(4 << 20);
+
+    /// The limit Go's `ReaderOptions{MaximumBufferSize}` means: 0 is the default, negative rejects
+    /// every packet.
+    pub const fn from_go(maximum_buffer_size: i64) -> PacketLimit {
+        match maximum_buffer_size {
+            0 => PacketLimit::DEFAULT,
+            n if n < 0 => PacketLimit::RejectAll,
+            n => PacketLimit::AtMost(if n as u64 > usize::MAX as u64 {
+                usize::MAX
+            } else {
+                n as usize
+            }),
+        }
+    }
+
+    /// Whether a packet of `len` bytes fits.
+    pub const fn allows(self, len: usize) -> bool {
+        match self {
+            PacketLimit::AtMost(max) => len <= max,
+            PacketLimit::RejectAll => false,
+        }
+    }
+
+    /// The frame decoder bound Go's reader applies with this limit: the limit plus 28 bytes.
+    pub const fn frame_bound(self) -> usize {
+        match self {
+            PacketLimit::AtMost(max) => max.saturating_add(GO_FRAME_OVERHEAD),
+            PacketLimit::RejectAll => GO_FRAME_OVERHEAD - 1,
+        }
+    }
+}
+
+impl Default for PacketLimit {
+    fn default() -> PacketLimit {
+        PacketLimit::DEFAULT
+    }
+}
+
+/// Bounds that apply only under mux rules, where many streams may have packets in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MuxLimits {
+    /// Streams tracked at once (default 1024). Streams leave through [`Assembler::retire`].
+    pub max_streams: usize,
+    /// Data held in unfinished packets across all streams (default 16 MiB).
+    pub max_partial_bytes: usize,
+}
+
+impl Default for MuxLimits {
+    fn default() -> MuxLimits {
+        MuxLimits {
+            max_streams: 1024,
+            max_partial_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Joins frames into packets.
+///
+/// Both rule sets start each packet on a frame with a new id, silently drop an unfinished packet
+/// when a frame with a higher id arrives, fail on a kind change within a packet, mark a packet
+/// control if any frame was, and after a packet completes expect the next message id, so a replay
+/// fails. They differ in where ids are compared:
+///
+/// - **Compat**: Go's `drpcwire.Reader` exactly. One cursor for the whole connection, starting at
+///   (stream 1, message 1); any lower id is a monotonicity violation.
+/// - **Mux**: one cursor per stream, each starting at message 1, so frames of different streams
+///   may interleave freely (one packet in progress per stream) while a replayed id on any stream
+///   still fails.
+///
+/// Single-frame packets are handed on without copying; a packet of many frames is copied once
+/// into one buffer when it completes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use weir::mux::wire::{Assembler, Frame, Id, Kind, WireError};
+///
+/// let frame = |stream, message, done, data: &'static [u8]| Frame {
+///     kind: Kind::MESSAGE, done, control: false, id: Id::new(stream, message), data: Bytes::from_static(data),
+/// };
+/// let mut compat = Assembler::compat(Default::default());
+/// assert_eq!(compat.push(frame(1, 1, false, b"he")), Ok(None));
+/// let packet = compat.push(frame(1, 1, true, b"llo")).unwrap().unwrap();
+/// assert_eq!(&packet.data[..], b"hello");
+/// assert!(matches!(compat.push(frame(1, 1, true, b"again")), Err(WireError::IdMonotonicity { .. })));
+///
+/// // Under mux rules, stream 1 may go on after stream 2 has started.
+/// let mut mux = Assembler::mux(Default::default(), Default::default());
+/// assert_eq!(mux.push(frame(2, 1, false, b"a")), Ok(None));
+/// assert!(mux.push(frame(1, 1, true, b"b")).unwrap().is_some());
+/// assert_eq!(&mux.push(frame(2, 1, true, b"c")).unwrap().unwrap().data[..], b"ac");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Assembler {
+    limit: PacketLimit,
+    rules: Rules,
+}
+
+#[derive(Clone, Debug)]
+enum Rules {
+    Compat(Cursor),
+    Mux {
+        limits: MuxLimits,
+        streams: BTreeMap<u64, Cursor>,
+        partial_bytes: usize,
+    },
+}
+
+/// The next acceptable id and the packet in progress, for a connection (compat) or a stream (mux).
+#[derive(Clone, Debug)]
+struct Cursor {
+    next: Id,
+    partial: Option<Partial>,
+}
+
+impl Cursor {
+    const fn new(next: Id) -> Cursor {
+        Cursor {
+            next,
+            partial: None,
+        }
+    }
+
+    /// Apply one frame under the rules both modes share; returns the packet it completes.
+    ///
+    /// On error the packet in progress is dropped, so a broken connection holds no data.
+    fn push(&mut self, frame: Frame, limit: PacketLimit) -> Result<Option<Packet>, WireError> {
+        if frame.id < self.next {
+            return Err(WireError::IdMonotonicity {
+                frame: frame.id,
+                expected: self.next,
+            });
+        }
+        let mut partial = match self.partial.take() {
+            Some(partial) if frame.id == self.next => partial,
+            // A new id: whatever was in progress is dropped, as Go does.
+            _ => {
+                self.next = frame.id;
+                if frame.done {
+                    // The common case: a packet of one frame is handed on as it is.
+                    return self.complete(frame.kind, frame.control, frame.id, frame.data, limit);
+                }
+                Partial {
+                    kind: frame.kind,
+                    control: false,
+                    data: PartialData::default(),
+                }
+            }
+        };
+        if frame.kind != partial.kind {
+            return Err(WireError::KindChange {
+                frame: frame.kind,
+                packet: partial.kind,
+            });
+        }
+        partial.control |= frame.control;
+        partial.data.push(frame.data);
+        if !limit.allows(partial.data.len) {
+            return Err(WireError::PacketTooLarge {
+                len: partial.data.len,
+            });
+        }
+        if !frame.done {
+            self.partial = Some(partial);
+            return Ok(None);
+        }
+        let data = partial.data.finish();
+        self.complete(partial.kind, partial.control, frame.id, data, limit)
+    }
+
+    /// Hand on a whole packet and expect the next message id (wrapping, as Go's uint64 does).
+    fn complete(
+        &mut self,
+        kind: Kind,
+        control: bool,
+        id: Id,
+        data: Bytes,
+        limit: PacketLimit,
+    ) -> Result<Option<Packet>, WireError> {
+        if !limit.allows(data.len()) {
+            return Err(WireError::PacketTooLarge { len: data.len() });
+        }
+        self.next.message = self.next.message.wrapping_add(1);
+        Ok(Some(Packet {
+            kind,
+            control,
+            id,
+            data,
+        }))
+    }
+
+    fn partial_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.len)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Partial {
+    kind: Kind,
+    control: bool,
+    data: PartialData,
+}
+
+/// Frames below this size are copied into a shared tail as they arrive, so that a flood of tiny
+/// frames costs no more bookkeeping than one buffer; larger ones are kept as slices until the end.
+const COALESCE_BELOW: usize = 4096;
+
+/// The data of a packet in progress. Its bookkeeping is bounded by the data it holds: at most one
+/// slice per 4 KiB plus one tail per slice.
+#[derive(Clone, Debug, Default)]
+struct PartialData {
+    len: usize,
+    slices: Vec<Bytes>,
+    tail: BytesMut,
+}
+
+impl PartialData {
+    fn push(&mut self, data: Bytes) {
+        self.len += data.len();
+        if data.len() >= COALESCE_BELOW {
+            self.seal_tail();
+            self.slices.push(data);
+        } else {
+            self.tail.extend_from_slice(&data);
+        }
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.slices.push(self.tail.split().freeze());
+        }
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.seal_tail();
+        if self.slices.len() <= 1 {
+            return self.slices.pop().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(self.len);
+        for slice in &self.slices {
+            joined.extend_from_slice(slice);
+        }
+        joined.freeze()
+    }
+}
+
+impl Assembler {
+    /// An assembler with Go's rules: one cursor for the connection, starting at (1, 1).
+    pub const fn compat(limit: PacketLimit) -> Assembler {
+        Assembler {
+            limit,
+            rules: Rules::Compat(Cursor::new(Id::new(1, 1))),
+        }
+    }
+
+    /// An assembler with per-stream cursors, bounded by `limits`.
+    pub const fn mux(limit: PacketLimit, limits: MuxLimits) -> Assembler {
+        Assembler {
+            limit,
+            rules: Rules::Mux {
+                limits,
+                streams: BTreeMap::new(),
+                partial_bytes: 0,
+            },
+        }
+    }
+
+    /// The packet limit.
+    pub const fn limit(&self) -> PacketLimit {
+        self.limit
+    }
+
+    /// Take one frame; returns the packet it completes, if any.
+    ///
+    /// After an error the connection is broken and should be closed.
+    #[inline]
+    pub fn push(&mut self, frame: Frame) -> Result<Option<Packet>, WireError> {
+        match &mut self.rules {
+            Rules::Compat(cursor) => cursor.push(frame, self.limit),
+            Rules::Mux {
+                limits,
+                streams,
+                partial_bytes,
+            } => {
+                let stream = frame.id.stream;
+                if !streams.contains_key(&stream) && streams.len() >= limits.max_streams {
+                    return Err(WireError::TooManyStreams {
+                        max: limits.max_streams,
+                    });
+                }
+                let cursor = streams
+                    .entry(stream)
+                    .or_insert_with(|| Cursor::new(Id::new(stream, 1)));
+                let before = cursor.partial_len();
+                let result = cursor.push(frame, self.limit);
+                *partial_bytes = *partial_bytes - before + cursor.partial_len();
+                let packet = result?;
+                if *partial_bytes > limits.max_partial_bytes {
+                    return Err(WireError::PartialDataOverflow {
+                        max: limits.max_partial_bytes,
+                    });
+                }
+                Ok(packet)
+            }
+        }
+    }
+
+    /// Forget a stream under mux rules, dropping its unfinished packet; a no-op under compat rules.
+    ///
+    /// A retired stream that sends again starts over at message 1, so retire only streams that
+    /// are finished and whose late frames the caller filters out.
+    pub fn retire(&mut self, stream: u64) {
+        if let Rules::Mux {
+            streams,
+            partial_bytes,
+            ..
+        } = &mut self.rules
+        {
+            if let Some(cursor) = streams.remove(&stream) {
+                *partial_bytes -= cursor.partial_len();
+            }
+        }
+    }
+
+    /// Data held in unfinished packets.
+    pub fn partial_bytes(&self) -> usize {
+        match &self.rules {
+            Rules::Compat(cursor) => cursor.partial_len(),
+            Rules::Mux { partial_bytes, .. } => *partial_bytes,
+        }
+    }
+
+    /// Streams tracked under mux rules (always 0 under compat rules).
+    pub fn tracked_streams(&self) -> usize {
+        match &self.rules {
+            Rules::Compat(_) => 0,
+            Rules::Mux { streams, .. } => streams.len(),
+        }
+    }
+}
+
+/// A frame decoder and an assembler together: bytes in, packets out, like Go's `drpcwire.Reader`.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use weir::mux::wire::{Kind, PacketLimit, PacketReader};
+///
+/// let mut reader = PacketReader::compat(PacketLimit::DEFAULT);
+/// // A Message split over two frames, as a Go writer with split size 2 sends "abc".
+/// let mut received = BytesMut::from(&[0x04, 1, 1, 2, b'a', b'b', 0x05, 1, 1, 1, b'c'][..]);
+/// let packet = reader.read(&mut received).unwrap().unwrap();
+/// assert_eq!((packet.kind, &packet.data[..]), (Kind::MESSAGE, &b"abc"[..]));
+/// assert_eq!(reader.read(&mut received), Ok(None));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PacketReader {
+    decoder: FrameDecoder,
+    assembler: Assembler,
+}
+
+impl PacketReader {
+    /// A reader with Go's rules and Go's frame bound for `limit`.
+    pub const fn compat(limit: PacketLimit) -> PacketReader {
+        PacketReader::new(
+            FrameDecoder::new(limit.frame_bound()),
+            Assembler::compat(limit),
+        )
+    }
+
+    /// A reader from its parts.
+    pub const fn new(decoder: FrameDecoder, assembler: Assembler) -> PacketReader {
+        PacketReader { decoder, assembler }
+    }
+
+    /// The assembler, to retire streams or read its counters.
+    pub fn assembler_mut(&mut self) -> &mut Assembler {
+        &mut self.assembler
+    }
+
+    /// The next whole packet from `src`, or `Ok(None)` until one is there.
+    #[inline]
+    pub fn read(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, WireError> {
+        while let Some(frame) = self.decoder.decode(src)? {
+            if let Some(packet) = self.assembler.push(frame)? {
+                return Ok(Some(packet));
+            }
+        }
+        Ok(None)
+    }
+}
