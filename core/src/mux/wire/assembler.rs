@@ -412,3 +412,108 @@ impl PacketReader {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(stream: u64, message: u64, done: bool, data: &'static [u8]) -> Frame {
+        Frame {
+            kind: Kind::MESSAGE,
+            done,
+            control: false,
+            id: Id::new(stream, message),
+            data: Bytes::from_static(data),
+        }
+    }
+
+    fn mux(max_streams: usize, max_partial_bytes: usize) -> Assembler {
+        let limits = MuxLimits {
+            max_streams,
+            max_partial_bytes,
+        };
+        Assembler::mux(PacketLimit::DEFAULT, limits)
+    }
+
+    #[test]
+    fn compat_rules_reject_an_older_stream_that_mux_rules_accept() {
+        let mut compat = Assembler::compat(PacketLimit::DEFAULT);
+        let mut mux = mux(8, 1024);
+        for assembler in [&mut compat, &mut mux] {
+            assert!(assembler.push(frame(2, 1, true, b"x")).unwrap().is_some());
+        }
+        assert_eq!(
+            compat.push(frame(1, 1, true, b"y")),
+            Err(WireError::IdMonotonicity {
+                frame: Id::new(1, 1),
+                expected: Id::new(2, 2)
+            })
+        );
+        assert!(mux.push(frame(1, 1, true, b"y")).unwrap().is_some());
+    }
+
+    #[test]
+    fn mux_rules_bound_the_streams_tracked_until_one_retires() {
+        let mut assembler = mux(2, 1024);
+        assembler.push(frame(1, 1, true, b"")).unwrap();
+        assembler.push(frame(2, 1, true, b"")).unwrap();
+        assert_eq!(
+            assembler.push(frame(3, 1, true, b"")),
+            Err(WireError::TooManyStreams { max: 2 })
+        );
+        assembler.retire(1);
+        assert_eq!(assembler.tracked_streams(), 1);
+        assert!(assembler.push(frame(3, 1, true, b"")).unwrap().is_some());
+    }
+
+    #[test]
+    fn mux_rules_bound_partial_data_across_streams_and_retiring_frees_it() {
+        let mut assembler = mux(8, 5);
+        assert_eq!(assembler.push(frame(1, 1, false, b"abc")), Ok(None));
+        assert_eq!(assembler.push(frame(2, 1, false, b"de")), Ok(None));
+        assert_eq!(assembler.partial_bytes(), 5);
+        assert_eq!(
+            assembler.push(frame(3, 1, false, b"f")),
+            Err(WireError::PartialDataOverflow { max: 5 })
+        );
+        assembler.retire(3);
+        assembler.retire(1);
+        assert_eq!(assembler.partial_bytes(), 2);
+        let packet = assembler.push(frame(2, 1, true, b"!")).unwrap().unwrap();
+        assert_eq!(&packet.data[..], b"de!");
+        assert_eq!(assembler.partial_bytes(), 0);
+    }
+
+    #[test]
+    fn a_new_id_drops_the_packet_in_progress_and_its_bytes() {
+        let mut assembler = mux(8, 1024);
+        assert_eq!(assembler.push(frame(1, 1, false, b"lost")), Ok(None));
+        let packet = assembler.push(frame(1, 2, true, b"kept")).unwrap().unwrap();
+        assert_eq!((packet.id, &packet.data[..]), (Id::new(1, 2), &b"kept"[..]));
+        assert_eq!(assembler.partial_bytes(), 0);
+    }
+
+    #[test]
+    fn many_tiny_frames_are_joined_in_order() {
+        let mut assembler = Assembler::compat(PacketLimit::DEFAULT);
+        let mut want = Vec::new();
+        for i in 0..10_000u32 {
+            let byte = (i % 251) as u8;
+            want.push(byte);
+            let data = Bytes::from(alloc::vec![byte]);
+            let frame = Frame {
+                data,
+                ..frame(1, 1, false, b"")
+            };
+            assert_eq!(assembler.push(frame), Ok(None));
+        }
+        let big = Bytes::from(alloc::vec![7u8; 5000]);
+        want.extend_from_slice(&big);
+        let frame = Frame {
+            data: big,
+            ..frame(1, 1, true, b"")
+        };
+        let packet = assembler.push(frame).unwrap().unwrap();
+        assert_eq!(packet.data, want);
+    }
+}

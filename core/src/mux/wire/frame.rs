@@ -236,6 +236,25 @@ mod tests {
     }
 
     #[test]
+    fn a_tenth_varint_byte_keeps_only_its_low_bit() {
+        // Found by fuzzing: Go drops the upper bits of a tenth varint byte, so this frame's stream
+        // id re-encodes with 0x01 where the input had 0x03.
+        let input = [5, 255, 255, 255, 255, 255, 255, 255, 255, 128, 3, 5, 1, 1];
+        let (frame, used) = parse_frame(&input).unwrap().unwrap();
+        assert_eq!(
+            (frame.id, frame.data, used),
+            (Id::new(0x80ff_ffff_ffff_ffff, 5), &[1][..], input.len())
+        );
+        let mut wire = Vec::new();
+        frame.encode(&mut wire).unwrap();
+        assert_eq!(
+            wire,
+            [5, 255, 255, 255, 255, 255, 255, 255, 255, 128, 1, 5, 1, 1]
+        );
+        assert_eq!(parse_frame(&wire).unwrap().unwrap().0, frame);
+    }
+
+    #[test]
     fn a_kind_of_64_spills_into_the_control_bit() {
         let mut out = Vec::new();
         let frame = Frame {
