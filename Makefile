@@ -9,7 +9,7 @@ FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
-.PHONY: all demo test tools fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
+.PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
 	bench bench-codec
 
 all: test
@@ -30,7 +30,11 @@ demo:
 
 ## Tests ------------------------------------------------------------------------------------------
 
-test: tools fmt-check clippy unit doc no-std fuzz-smoke
+test: tools vectors fmt-check clippy unit doc no-std fuzz-smoke
+
+# The Go-recorded vectors must stay exactly as they were copied.
+vectors:
+	cd tests/vectors/drpc && sha256sum --check --quiet SHA256SUMS
 
 fmt-check:
 	$(CARGO) fmt --all --check

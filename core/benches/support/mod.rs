@@ -42,12 +42,40 @@ impl Figures {
                 routine();
             }
             let elapsed = start.elapsed();
-            let mut totals = self.totals.borrow_mut();
-            let entry = totals.entry(id.to_owned()).or_default();
-            entry.0 += u128::from(iters);
-            entry.1 += elapsed;
+            self.record(id, iters, elapsed);
             elapsed
         });
+    }
+
+    /// Like [`Figures::time`], but each iteration first builds its input with `setup` and drops
+    /// it afterwards, both untimed: for routines that use up their input, such as a decoder
+    /// splitting a receive buffer that a connection would keep and reuse.
+    pub fn time_with_setup<I, S: FnMut() -> I, F: FnMut(&mut I)>(
+        &self,
+        b: &mut Bencher<'_>,
+        id: &str,
+        mut setup: S,
+        mut routine: F,
+    ) {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let mut input = setup();
+                let start = Instant::now();
+                routine(&mut input);
+                elapsed += start.elapsed();
+                drop(input);
+            }
+            self.record(id, iters, elapsed);
+            elapsed
+        });
+    }
+
+    fn record(&self, id: &str, iters: u64, elapsed: Duration) {
+        let mut totals = self.totals.borrow_mut();
+        let entry = totals.entry(id.to_owned()).or_default();
+        entry.0 += u128::from(iters);
+        entry.1 += elapsed;
     }
 
     /// Mean nanoseconds per iteration of `id` over everything measured.

@@ -93,7 +93,8 @@ impl Default for MuxLimits {
 ///   still fails.
 ///
 /// Single-frame packets are handed on without copying; a packet of many frames is copied once
-/// into one buffer when it completes.
+/// into one buffer when it completes. That buffer is reused once the application drops the
+/// packet, so an assembler holds on to at most one packet's worth of memory between packets.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -118,6 +119,8 @@ impl Default for MuxLimits {
 pub struct Assembler {
     limit: PacketLimit,
     rules: Rules,
+    /// Where packets of many frames are joined; it keeps at most one packet's allocation.
+    join: BytesMut,
 }
 
 #[derive(Clone, Debug)]
@@ -148,7 +151,12 @@ impl Cursor {
     /// Apply one frame under the rules both modes share; returns the packet it completes.
     ///
     /// On error the packet in progress is dropped, so a broken connection holds no data.
-    fn push(&mut self, frame: Frame, limit: PacketLimit) -> Result<Option<Packet>, WireError> {
+    fn push(
+        &mut self,
+        frame: Frame,
+        limit: PacketLimit,
+        join: &mut BytesMut,
+    ) -> Result<Option<Packet>, WireError> {
         if frame.id < self.next {
             return Err(WireError::IdMonotonicity {
                 frame: frame.id,
@@ -188,7 +196,7 @@ impl Cursor {
             self.partial = Some(partial);
             return Ok(None);
         }
-        let data = partial.data.finish();
+        let data = partial.data.finish(join);
         self.complete(partial.kind, partial.control, frame.id, data, limit)
     }
 
@@ -255,30 +263,34 @@ impl PartialData {
         }
     }
 
-    fn finish(mut self) -> Bytes {
+    /// The whole data: the one slice as it is, or all slices copied once into `join`.
+    fn finish(mut self, join: &mut BytesMut) -> Bytes {
         self.seal_tail();
         if self.slices.len() <= 1 {
             return self.slices.pop().unwrap_or_default();
         }
-        let mut joined = BytesMut::with_capacity(self.len);
+        // Once the application has dropped the previous packet joined here, `reserve` takes its
+        // allocation back instead of asking for fresh memory.
+        join.reserve(self.len);
         for slice in &self.slices {
-            joined.extend_from_slice(slice);
+            join.extend_from_slice(slice);
         }
-        joined.freeze()
+        join.split().freeze()
     }
 }
 
 impl Assembler {
     /// An assembler with Go's rules: one cursor for the connection, starting at (1, 1).
-    pub const fn compat(limit: PacketLimit) -> Assembler {
+    pub fn compat(limit: PacketLimit) -> Assembler {
         Assembler {
             limit,
             rules: Rules::Compat(Cursor::new(Id::new(1, 1))),
+            join: BytesMut::new(),
         }
     }
 
     /// An assembler with per-stream cursors, bounded by `limits`.
-    pub const fn mux(limit: PacketLimit, limits: MuxLimits) -> Assembler {
+    pub fn mux(limit: PacketLimit, limits: MuxLimits) -> Assembler {
         Assembler {
             limit,
             rules: Rules::Mux {
@@ -286,6 +298,7 @@ impl Assembler {
                 streams: BTreeMap::new(),
                 partial_bytes: 0,
             },
+            join: BytesMut::new(),
         }
     }
 
@@ -300,7 +313,7 @@ impl Assembler {
     #[inline]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Packet>, WireError> {
         match &mut self.rules {
-            Rules::Compat(cursor) => cursor.push(frame, self.limit),
+            Rules::Compat(cursor) => cursor.push(frame, self.limit, &mut self.join),
             Rules::Mux {
                 limits,
                 streams,
@@ -316,7 +329,7 @@ impl Assembler {
                     .entry(stream)
                     .or_insert_with(|| Cursor::new(Id::new(stream, 1)));
                 let before = cursor.partial_len();
-                let result = cursor.push(frame, self.limit);
+                let result = cursor.push(frame, self.limit, &mut self.join);
                 *partial_bytes = *partial_bytes - before + cursor.partial_len();
                 let packet = result?;
                 if *partial_bytes > limits.max_partial_bytes {
@@ -384,7 +397,7 @@ pub struct PacketReader {
 
 impl PacketReader {
     /// A reader with Go's rules and Go's frame bound for `limit`.
-    pub const fn compat(limit: PacketLimit) -> PacketReader {
+    pub fn compat(limit: PacketLimit) -> PacketReader {
         PacketReader::new(
             FrameDecoder::new(limit.frame_bound()),
             Assembler::compat(limit),

@@ -1,0 +1,154 @@
+//! The DRPC wire codec beside a plain memcpy of the same bytes, in one run.
+//!
+//! `make bench-codec` runs the quick mode; `cargo bench -p weir --bench codec` the full one.
+
+mod support;
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::Throughput;
+use support::{figure, Figures};
+use weir::mux::wire::{
+    parse_frame, FrameDecoder, Id, Kind, Packet, PacketLimit, PacketReader, SplitSize,
+};
+
+/// Frames per buffer in the small-frame cases.
+const SMALL_COUNT: usize = 1000;
+/// Data bytes per small frame: 16, so 20 bytes on the wire with its 4-byte header.
+const SMALL_DATA: usize = 16;
+const ONE_MIB: usize = 1 << 20;
+
+fn message(stream: u64, message: u64, len: usize) -> Packet {
+    Packet {
+        kind: Kind::MESSAGE,
+        control: false,
+        id: Id::new(stream, message),
+        data: (0..len)
+            .map(|i| (i * 7 + 3) as u8)
+            .collect::<Vec<_>>()
+            .into(),
+    }
+}
+
+/// `count` packets of `len` bytes on stream 1 with message ids from `first`, split at 64 KiB.
+fn packets_wire(first: u64, count: usize, len: usize) -> BytesMut {
+    let mut wire = BytesMut::new();
+    for i in 0..count as u64 {
+        message(1, first + i, len)
+            .encode(SplitSize::DEFAULT, &mut wire)
+            .unwrap();
+    }
+    wire
+}
+
+fn main() {
+    let mut c = support::criterion();
+    let figures = Figures::default();
+    let small = packets_wire(1, SMALL_COUNT, SMALL_DATA);
+    let big = message(1, 1, ONE_MIB);
+
+    let mut group = c.benchmark_group("small");
+    group.throughput(Throughput::Elements(SMALL_COUNT as u64));
+    group.bench_function("parse_frames_borrowed", |b| {
+        figures.time(b, "parse_small", || {
+            let mut rest = &small[..];
+            while let Some((frame, used)) = parse_frame(rest).unwrap() {
+                black_box(frame);
+                rest = &rest[used..];
+            }
+        })
+    });
+    group.bench_function("decode_frames_owned", |b| {
+        figures.time_with_setup(
+            b,
+            "decode_small_owned",
+            || BytesMut::from(&small[..]),
+            |buf| {
+                let mut decoder = FrameDecoder::default();
+                while let Some(frame) = decoder.decode(buf).unwrap() {
+                    black_box(frame);
+                }
+            },
+        )
+    });
+    group.bench_function("assemble_packets", |b| {
+        // One reader for the whole run, as for one connection: ids keep rising across iterations.
+        let mut reader = PacketReader::compat(PacketLimit::DEFAULT);
+        let mut next_message = 1;
+        figures.time_with_setup(
+            b,
+            "assemble_small",
+            || {
+                let wire = packets_wire(next_message, SMALL_COUNT, SMALL_DATA);
+                next_message += SMALL_COUNT as u64;
+                wire
+            },
+            |buf| {
+                while let Some(packet) = reader.read(buf).unwrap() {
+                    black_box(packet);
+                }
+            },
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("1mib");
+    group.throughput(Throughput::Bytes(ONE_MIB as u64));
+    let source = big.data.clone();
+    let mut copy = Vec::with_capacity(ONE_MIB);
+    group.bench_function("memcpy", |b| {
+        figures.time(b, "memcpy_1m", || {
+            copy.clear();
+            copy.extend_from_slice(black_box(&source));
+            black_box(&copy);
+        })
+    });
+    group.bench_function("assemble_split_64k", |b| {
+        let mut reader = PacketReader::compat(PacketLimit::DEFAULT);
+        let mut next_message = 1;
+        figures.time_with_setup(
+            b,
+            "assemble_1m",
+            || {
+                let wire = packets_wire(next_message, 1, ONE_MIB);
+                next_message += 1;
+                wire
+            },
+            |buf| {
+                let packet: Option<Packet> = reader.read(buf).unwrap();
+                black_box(packet);
+            },
+        )
+    });
+    let mut out = Vec::with_capacity(big.encoded_len(SplitSize::DEFAULT));
+    group.bench_function("encode_split_64k", |b| {
+        figures.time(b, "encode_1m", || {
+            out.clear();
+            big.encode(SplitSize::DEFAULT, &mut out).unwrap();
+            black_box(&out);
+        })
+    });
+    group.finish();
+    c.final_summary();
+
+    let per_frame = |id: &str| figures.per_sec(id) * SMALL_COUNT as f64;
+    let memcpy = figures.ns_per_iter("memcpy_1m");
+    figure(
+        "decode_small_frames_owned_per_sec",
+        per_frame("decode_small_owned"),
+    );
+    figure("decode_small_frames_per_sec", per_frame("parse_small"));
+    figure(
+        "assemble_small_packets_per_sec",
+        per_frame("assemble_small"),
+    );
+    figure(
+        "assemble_1m_ratio_vs_memcpy",
+        memcpy / figures.ns_per_iter("assemble_1m"),
+    );
+    figure(
+        "encode_1m_ratio_vs_memcpy",
+        memcpy / figures.ns_per_iter("encode_1m"),
+    );
+}

@@ -1,0 +1,3 @@
+//! The sections of the `make demo` tour.
+
+pub mod wire;
