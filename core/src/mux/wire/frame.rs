@@ -4,7 +4,7 @@ use core::fmt;
 
 use bytes::{BufMut, Bytes};
 
-use super::varint::{put_varint, read_varint, varint_len};
+use super::varint::{put_varint, split_varint, varint_len};
 use super::{Kind, WireError};
 
 const DONE_BIT: u8 = 0b0000_0001;
@@ -134,29 +134,21 @@ pub(crate) struct Header {
 /// Parse a frame header from the front of `buf`, or `Ok(None)` if `buf` is too short.
 ///
 /// Like Go's `ParseFrame`, nothing is looked at before four bytes are there (the smallest frame).
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, WireError> {
-    let Some(&control) = buf.first() else {
+    let [control, rest @ ..] = buf else {
         return Ok(None);
     };
     if buf.len() < 4 {
         return Ok(None);
     }
-    let mut at = 1;
-    let mut next = |buf: &[u8]| -> Result<Option<u64>, WireError> {
-        let rest = buf.get(at..).unwrap_or_default();
-        Ok(read_varint(rest)?.map(|(value, n)| {
-            at += n;
-            value
-        }))
-    };
-    let Some(stream) = next(buf)? else {
+    let Some((stream, rest)) = split_varint(rest)? else {
         return Ok(None);
     };
-    let Some(message) = next(buf)? else {
+    let Some((message, rest)) = split_varint(rest)? else {
         return Ok(None);
     };
-    let Some(data_len) = next(buf)? else {
+    let Some((data_len, rest)) = split_varint(rest)? else {
         return Ok(None);
     };
     Ok(Some(Header {
@@ -165,7 +157,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Option<Header>, WireError> {
         control: control & CONTROL_BIT != 0,
         id: Id { stream, message },
         data_len,
-        len: at,
+        len: buf.len() - rest.len(),
     }))
 }
 

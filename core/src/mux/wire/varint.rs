@@ -40,16 +40,32 @@ pub fn put_varint(dst: &mut impl BufMut, mut value: u64) {
 /// ```
 #[inline]
 pub fn read_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, WireError> {
-    if let Some(&byte) = buf.first() {
-        if byte < 0x80 {
-            return Ok(Some((u64::from(byte), 1)));
+    Ok(split_varint(buf)?.map(|(value, rest)| (value, buf.len() - rest.len())))
+}
+
+/// [`read_varint`] returning the bytes after the varint: the form the frame parser uses.
+#[inline(always)]
+pub(crate) fn split_varint(buf: &[u8]) -> Result<Option<(u64, &[u8])>, WireError> {
+    // Ids and lengths below 2^21 take up to three bytes: no loop for them.
+    let low = |b: &u8| u64::from(b & 0x7f);
+    match buf {
+        [b0, rest @ ..] if *b0 < 0x80 => Ok(Some((u64::from(*b0), rest))),
+        [b0, b1, rest @ ..] if *b1 < 0x80 => Ok(Some((low(b0) | low(b1) << 7, rest))),
+        [b0, b1, b2, rest @ ..] if *b2 < 0x80 => {
+            Ok(Some((low(b0) | low(b1) << 7 | low(b2) << 14, rest)))
         }
+        _ => split_long_varint(buf),
     }
+}
+
+#[cold]
+fn split_long_varint(buf: &[u8]) -> Result<Option<(u64, &[u8])>, WireError> {
     let mut value = 0u64;
     for (i, &byte) in buf.iter().take(MAX_VARINT_LEN).enumerate() {
+        // At i = 9 the shift is 63: the byte's upper bits fall off, as in Go.
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte < 0x80 {
-            return Ok(Some((value, i + 1)));
+            return Ok(Some((value, buf.get(i + 1..).unwrap_or_default())));
         }
     }
     if buf.len() >= MAX_VARINT_LEN {
