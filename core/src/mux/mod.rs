@@ -1,7 +1,8 @@
 //! DRPC-compatible RPC framing.
 //!
 //! [`wire`] is the codec: frames, packets, varints, error bodies and metadata exactly as the Go
-//! implementation writes them.
+//! implementation writes them. [`session`] is the connection machine on top of it: streams, their
+//! lifecycle, and the rules of Go DRPC.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -14,4 +15,5 @@
 //! assert_eq!(&decoded.data[..], invoke.data);
 //! ```
 
+pub mod session;
 pub mod wire;
