@@ -49,6 +49,11 @@ def main():
         for mode in (0, 1):
             write("wire_packets", f"transcript-{mode}-{name}", bytes([mode, 3, 15]) + wire)
 
+    # mux_session_bytes: mode (0 client, 1 server) and chunk bytes, then what the peer sent.
+    for t in transcripts:
+        write("mux_session_bytes", "server-" + t["name"], bytes([1, 7]) + bytes.fromhex(t["client_to_server_hex"]))
+        write("mux_session_bytes", "client-" + t["name"], bytes([0, 7]) + bytes.fromhex(t["server_to_client_hex"]))
+
     # wire_bodies: raw metadata and error bodies.
     metadata = load("metadata.json")
     for case in metadata["encode"]:

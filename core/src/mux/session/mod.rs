@@ -55,3 +55,6 @@ pub struct Metrics {
     /// Streams finished and forgotten.
     pub streams_finished: u64,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,215 @@
+//! Unit tests of the session: each misuse, violation and limit, with the wire bytes checked.
+
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::{Config, Event, Recv, Role, Session, SessionError};
+use crate::mux::wire::{Frame, Id, Kind, Metadata, WireError};
+use crate::time::Instant;
+
+const NOW: Instant = Instant::ZERO;
+
+fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let frame = Frame {
+        kind,
+        done: true,
+        control,
+        id: Id::new(stream, message),
+        data,
+    };
+    frame.encode(&mut out).unwrap();
+    out
+}
+
+fn events(session: &mut Session) -> Vec<Event> {
+    core::iter::from_fn(|| session.poll_event()).collect()
+}
+
+fn server_with_call() -> Session {
+    let mut server = Session::new(Role::Server, Config::default());
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    events(&mut server);
+    server
+}
+
+#[test]
+fn an_unknown_kind_is_ignored_with_the_control_bit_and_fatal_without() {
+    let mut server = server_with_call();
+    server
+        .handle_input(NOW, &frame(Kind(9), true, 1, 2, b"x"))
+        .unwrap();
+    assert_eq!(events(&mut server), []);
+    let err = server.handle_input(NOW, &frame(Kind(9), false, 1, 3, b"x"));
+    assert_eq!(err, Err(SessionError::UnknownKind(Kind(9))));
+    assert_eq!(
+        events(&mut server),
+        [Event::Failed(SessionError::UnknownKind(Kind(9)))]
+    );
+    assert_eq!(
+        server.handle_input(NOW, b""),
+        Err(SessionError::ConnectionClosed)
+    );
+    assert_eq!(
+        server.send(NOW, 1, Bytes::new()),
+        Err(SessionError::ConnectionClosed)
+    );
+}
+
+#[test]
+fn a_message_before_any_invoke_fails_the_connection() {
+    let mut server = Session::new(Role::Server, Config::default());
+    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"x"));
+    assert_eq!(
+        err,
+        Err(SessionError::UnexpectedPacket {
+            kind: Kind::MESSAGE,
+            stream: 1
+        })
+    );
+}
+
+#[test]
+fn a_client_refuses_an_invoke() {
+    let mut client = Session::new(Role::Client, Config::default());
+    client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    let err = client.handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/b"));
+    assert!(matches!(
+        err,
+        Err(SessionError::UnexpectedPacket {
+            kind: Kind::INVOKE,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_replayed_packet_fails_the_connection() {
+    let mut server = server_with_call();
+    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"again"));
+    assert!(matches!(
+        err,
+        Err(SessionError::Wire(WireError::IdMonotonicity { .. }))
+    ));
+}
+
+#[test]
+fn unread_data_past_the_limit_fails_the_connection() {
+    let config = Config {
+        max_unread_per_stream: 8,
+        ..Config::default()
+    };
+    let mut server = Session::new(Role::Server, config);
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"12345678"))
+        .unwrap();
+    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 3, b"9"));
+    assert_eq!(err, Err(SessionError::UnreadLimit { stream: 1, max: 8 }));
+}
+
+#[test]
+fn metadata_past_the_limit_fails_the_connection() {
+    let config = Config {
+        max_metadata_len: 4,
+        ..Config::default()
+    };
+    let mut server = Session::new(Role::Server, config);
+    let metadata = frame(Kind::INVOKE_METADATA, false, 1, 1, b"0123456789");
+    let err = server.handle_input(NOW, &metadata);
+    assert_eq!(err, Err(SessionError::MetadataLimit { len: 10, max: 4 }));
+}
+
+#[test]
+fn misuse_is_refused_and_changes_nothing() {
+    let mut server = Session::new(Role::Server, Config::default());
+    assert_eq!(
+        server.open_stream(NOW, "/a", &Metadata::new()),
+        Err(SessionError::WrongRole)
+    );
+    let mut client = Session::new(Role::Client, Config::default());
+    assert_eq!(
+        client.send(NOW, 1, Bytes::new()),
+        Err(SessionError::UnknownStream(1))
+    );
+    let stream = client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    assert_eq!(
+        client.open_stream(NOW, "/b", &Metadata::new()),
+        Err(SessionError::StreamBusy)
+    );
+    client.close_send(NOW, stream).unwrap();
+    let before = client.poll_transmit().unwrap();
+    assert_eq!(
+        client.send(NOW, stream, Bytes::from_static(b"late")),
+        Err(SessionError::SendClosed(stream))
+    );
+    // A second CloseSend is a no-op, as in Go.
+    client.close_send(NOW, stream).unwrap();
+    assert_eq!(client.poll_transmit(), None);
+    assert_eq!(
+        before[..],
+        [
+            frame(Kind::INVOKE, false, 1, 1, b"/a"),
+            frame(Kind::CLOSE_SEND, false, 1, 2, b"")
+        ]
+        .concat()
+    );
+}
+
+#[test]
+fn cancel_is_a_control_frame_and_ends_the_stream() {
+    let mut client = Session::new(Role::Client, Config::default());
+    let stream = client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    client.poll_transmit();
+    client.cancel(NOW, stream).unwrap();
+    // control bit, kind 4, done: 0x89.
+    assert_eq!(client.poll_transmit().unwrap()[..], [0x89, 1, 2, 0]);
+    assert_eq!(events(&mut client), [Event::Finished { stream }]);
+    // The stream is gone: a new one may open, and the old id reads as ended.
+    assert_eq!(client.read(stream), Ok(Recv::Eof));
+    assert_eq!(client.open_stream(NOW, "/b", &Metadata::new()), Ok(2));
+}
+
+#[test]
+fn late_packets_for_a_finished_stream_are_dropped() {
+    let mut server = server_with_call();
+    server.send_error(NOW, 1, 5, "no").unwrap();
+    assert_eq!(
+        server.poll_transmit().unwrap()[..],
+        frame(Kind::ERROR, false, 1, 1, b"\0\0\0\0\0\0\0\x05no")[..]
+    );
+    assert_eq!(events(&mut server), [Event::Finished { stream: 1 }]);
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"ignored"))
+        .unwrap();
+    server
+        .handle_input(NOW, &frame(Kind::CLOSE_SEND, false, 1, 3, b""))
+        .unwrap();
+    assert_eq!(events(&mut server), []);
+    assert_eq!(server.active_streams(), 0);
+}
+
+#[test]
+fn a_dropped_stream_discards_messages_and_finishes_when_it_ends() {
+    let mut server = server_with_call();
+    server.drop_stream(1);
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"unread"))
+        .unwrap();
+    assert_eq!(events(&mut server), []);
+    server
+        .handle_input(NOW, &frame(Kind::CLOSE, false, 1, 3, b""))
+        .unwrap();
+    assert_eq!(
+        events(&mut server),
+        [
+            Event::RemoteClosed { stream: 1 },
+            Event::Finished { stream: 1 }
+        ]
+    );
+}
