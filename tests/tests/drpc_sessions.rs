@@ -172,6 +172,8 @@ fn compat_client_reproduces_every_transcript() {
                 }
                 other => panic!("{what}: unknown op {other}"),
             }
+            // The caller drains the output after every call, as an adapter does.
+            client.flush();
         }
         // Whatever the server sent after the last call (its CloseSend after a unary Close).
         for frame in client.incoming.by_ref() {

@@ -1,5 +1,7 @@
 //! How a session is set up.
 
+use core::time::Duration;
+
 use crate::mux::wire::SplitSize;
 
 /// Which end of the connection a session is.
@@ -20,9 +22,13 @@ pub enum Mode {
     /// Interoperates byte for byte with a stock Go DRPC peer.
     #[default]
     Compat,
+    /// Many concurrent streams on one connection, with per-stream and per-connection credit
+    /// (WindowUpdate frames) and fair, frame-by-frame scheduling across streams. Both peers must
+    /// be in this mode with the same initial windows.
+    Mux,
 }
 
-/// Limits and settings of a session, with the defaults of Go DRPC where it has them.
+/// Limits and settings of a session. Sizes are bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Config {
@@ -33,12 +39,43 @@ pub struct Config {
     /// The largest packet accepted from the peer (default 4 MiB, as Go). A bigger one fails the
     /// connection.
     pub max_packet_len: usize,
-    /// Message bytes received on one stream and not yet read by the application (default 4 MiB).
-    /// Past it the connection fails: Go's reader would block instead, which a sans-IO core
-    /// cannot do without holding the whole connection's input.
+    /// Message bytes received on one stream and not yet read (default 4 MiB). Past it the
+    /// connection fails: in compat mode Go's reader would block instead, which a sans-IO core
+    /// cannot do without holding the whole connection's input; in mux mode credit keeps a
+    /// well-behaved peer below it.
     pub max_unread_per_stream: usize,
     /// The largest metadata accepted with an Invoke (default 64 KiB).
     pub max_metadata_len: usize,
+    /// Message bytes a stream queues for sending before `send` refuses more (default 1 MiB; a
+    /// message is always accepted on an empty queue, whatever its size).
+    pub send_buffer_per_stream: usize,
+    /// Bytes one `poll_transmit` returns at most (default 256 KiB), so that one write stays
+    /// bounded and the scheduler interleaves fairly between writes.
+    pub max_transmit: usize,
+    /// Mux: streams open at once (default 256). A server refuses the stream past it with an
+    /// Error; a client's `open_stream` refuses locally.
+    pub max_concurrent_streams: usize,
+    /// Mux: a stream's receive window before any WindowUpdate (default 256 KiB). Must match the
+    /// peer's. A stream holds at most its window of data for the application.
+    pub initial_stream_window: u64,
+    /// Mux: the largest a stream's window grows to (default 16 MiB).
+    pub max_stream_window: u64,
+    /// Mux: what stream windows may grow to together (default 64 MiB). Windows start at
+    /// `initial_stream_window` whatever this says; growth beyond that takes from this budget.
+    /// A connection holds at most `max(this, max_concurrent_streams * initial_stream_window)`
+    /// bytes for the application, plus one packet: a message larger than its stream's window
+    /// is let through one at a time so that it can complete.
+    pub max_buffered_per_connection: u64,
+    /// Mux: the connection's receive window before any WindowUpdate (default 1 MiB). Must match
+    /// the peer's. Credit for it returns as frames arrive, not when the application reads, so
+    /// messages half-received on many streams can never stall each other; it paces the bytes in
+    /// flight, and the stream windows bound memory.
+    pub initial_connection_window: u64,
+    /// Mux: the largest the connection's window grows to (default 64 MiB).
+    pub max_connection_window: u64,
+    /// Mux: a window doubles when the application reads a whole window's worth in less than
+    /// this (default 20 ms).
+    pub autotune_interval: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +86,26 @@ impl Default for Config {
             max_packet_len: 4 << 20,
             max_unread_per_stream: 4 << 20,
             max_metadata_len: 64 << 10,
+            send_buffer_per_stream: 1 << 20,
+            max_transmit: 256 << 10,
+            max_concurrent_streams: 256,
+            initial_stream_window: 256 << 10,
+            max_stream_window: 16 << 20,
+            max_buffered_per_connection: 64 << 20,
+            initial_connection_window: 1 << 20,
+            max_connection_window: 64 << 20,
+            autotune_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults in mux mode.
+    pub fn mux() -> Config {
+        Config {
+            mode: Mode::Mux,
+            max_unread_per_stream: 16 << 20,
+            ..Config::default()
         }
     }
 }

@@ -20,6 +20,12 @@ pub enum SessionError {
     /// Local misuse: the stream's send side is closed or the stream is terminated.
     #[error("stream {0} cannot send any more")]
     SendClosed(u64),
+    /// Local: the stream's send queue is full; wait for `Event::Writable`. Nothing was queued.
+    #[error("stream {0} has a full send queue")]
+    SendBufferFull(u64),
+    /// Local: as many streams are open as `max_concurrent_streams` allows.
+    #[error("too many concurrent streams (limit {0})")]
+    TooManyStreams(usize),
     /// The connection has failed or was closed; the reason was reported in an event.
     #[error("connection closed")]
     ConnectionClosed,
@@ -38,6 +44,14 @@ pub enum SessionError {
     /// Peer violation: an unknown kind without the control bit (with it, the packet is ignored).
     #[error("protocol error: unknown packet kind {0}")]
     UnknownKind(Kind),
+
+    /// Peer violation: Message data beyond the credit this side granted (stream 0: the
+    /// connection's window).
+    #[error("protocol error: flow control violated on stream {0}")]
+    FlowControl(u64),
+    /// Peer violation: a WindowUpdate whose data is not one varint.
+    #[error("protocol error: malformed window update on stream {0}")]
+    BadWindowUpdate(u64),
 
     /// Limit: a stream holds more unread data than `max_unread_per_stream`.
     #[error("stream {stream} has more than {max} unread bytes")]

@@ -22,6 +22,11 @@ pub enum Event {
         /// The stream.
         stream: u64,
     },
+    /// (Mux) A stream whose `send` was refused for a full queue can take messages again.
+    Writable {
+        /// The stream.
+        stream: u64,
+    },
     /// The peer will send no more messages; `Session::read` ends once the queue is empty.
     RemoteClosedSend {
         /// The stream.

@@ -27,9 +27,11 @@
 //! ```
 
 mod config;
+mod credit;
 mod error;
 mod event;
 mod machine;
+mod send;
 mod stream;
 
 pub use config::{Config, Mode, Role};
@@ -37,6 +39,24 @@ pub use error::SessionError;
 pub use event::Event;
 pub use machine::Session;
 pub use stream::Recv;
+
+/// A connection's credit in mux mode, from one side.
+///
+/// With nothing in flight, one side's `send` equals the other side's `receive_available`, and
+/// `receive_available + receive_unreturned + (bytes held for the application)` equals
+/// `receive_window` on each side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Credit {
+    /// Bytes this side may still send.
+    pub send: u64,
+    /// Bytes the peer may still send.
+    pub receive_available: u64,
+    /// Bytes read (or discarded) that are not yet granted back to the peer.
+    pub receive_unreturned: u64,
+    /// The receive window's current size.
+    pub receive_window: u64,
+}
 
 /// Counters of one session, readable at any time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +74,10 @@ pub struct Metrics {
     pub streams_opened: u64,
     /// Streams finished and forgotten.
     pub streams_finished: u64,
+    /// (Mux, server) Streams turned away for the concurrency limit.
+    pub streams_refused: u64,
+    /// (Mux) WindowUpdate frames sent.
+    pub window_updates_sent: u64,
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use alloc::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::mux::wire::{ErrorBody, Metadata};
+use super::credit::RecvWindow;
+use crate::mux::wire::{ErrorBody, Kind, Metadata};
 
 /// What `Session::read` found on a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +49,15 @@ impl End {
     }
 }
 
+/// A packet waiting for its turn to be framed: a Message, or a CloseSend, Close or Error that
+/// must follow the messages queued before it.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub kind: Kind,
+    pub message: u64,
+    pub data: Bytes,
+}
+
 #[derive(Debug)]
 pub(super) struct Stream {
     /// The message id of the next packet this side sends on the stream.
@@ -59,15 +69,33 @@ pub(super) struct Stream {
     pub end_seen: bool,
     /// The application will not read any more: messages are dropped on arrival.
     pub dropped: bool,
+    /// A read returned the end of the peer's messages.
+    pub eof_seen: bool,
     pub inbox: VecDeque<Bytes>,
     pub unread: usize,
-    /// (Server) metadata received ahead of the Invoke; `None` once invoked.
+    /// (Server) metadata received ahead of the Invoke; taken when the Invoke arrives.
     pub metadata: Option<Metadata>,
     pub invoked: bool,
+
+    /// Packets waiting to be framed, oldest first, and how much of the first one went out.
+    pub outbox: VecDeque<Outgoing>,
+    pub head_sent: usize,
+    /// Message bytes in `outbox` not yet framed.
+    pub queued: usize,
+    /// `send` was refused for a full queue: report `Writable` when there is room.
+    pub writer_waiting: bool,
+    /// Listed in the session's round-robin of streams with something to frame.
+    pub scheduled: bool,
+    /// (Mux) Bytes the peer lets this side send.
+    pub send_credit: u64,
+    /// (Mux) What the peer may send on this stream.
+    pub window: RecvWindow,
+    /// (Mux) Message bytes received in frames of packets not complete yet.
+    pub in_partial: u64,
 }
 
 impl Stream {
-    pub fn new(invoked: bool) -> Stream {
+    pub fn new(invoked: bool, send_credit: u64, window: RecvWindow) -> Stream {
         Stream {
             next_message: 1,
             send_closed: false,
@@ -75,10 +103,19 @@ impl Stream {
             end: None,
             end_seen: false,
             dropped: false,
+            eof_seen: false,
             inbox: VecDeque::new(),
             unread: 0,
             metadata: None,
             invoked,
+            outbox: VecDeque::new(),
+            head_sent: 0,
+            queued: 0,
+            writer_waiting: false,
+            scheduled: false,
+            send_credit,
+            window,
+            in_partial: 0,
         }
     }
 
@@ -89,20 +126,53 @@ impl Stream {
         id
     }
 
+    /// Still counts against the concurrency limit: not terminated, or (on the sending side)
+    /// with packets that must reach the peer before a new stream's Invoke.
+    pub fn is_active(&self) -> bool {
+        self.end.is_none() || !self.outbox.is_empty()
+    }
+
     pub fn can_send(&self) -> bool {
         !self.send_closed && self.end.is_none()
     }
 
     pub fn terminate(&mut self, end: End) {
         if self.end.is_none() {
-            self.end_seen = end == End::Local;
+            if matches!(
+                end,
+                End::RemoteClose | End::RemoteCancel | End::RemoteError(_)
+            ) {
+                // The peer takes nothing more on this stream: what waits to be sent never will.
+                self.outbox.clear();
+                self.head_sent = 0;
+                self.queued = 0;
+            }
+            // The application knows how the stream ended if it ended it, or if it had read the
+            // peer's end and then closed its own side.
+            self.end_seen = end == End::Local || (end == End::Completed && self.eof_seen);
             self.end = Some(end);
         }
     }
 
-    /// Over, and nothing left for the application: the id can be forgotten.
+    /// Queue a packet behind the ones already waiting.
+    pub fn enqueue(&mut self, kind: Kind, data: Bytes) {
+        let message = self.take_message_id();
+        if kind == Kind::MESSAGE {
+            self.queued += data.len();
+        }
+        self.outbox.push_back(Outgoing {
+            kind,
+            message,
+            data,
+        });
+    }
+
+    /// Over, sent, and nothing left for the application: the id can be forgotten.
     pub fn is_finished(&self) -> bool {
-        self.end.is_some() && (self.end_seen || self.dropped) && self.inbox.is_empty()
+        self.end.is_some()
+            && (self.end_seen || self.dropped)
+            && self.inbox.is_empty()
+            && self.outbox.is_empty()
     }
 
     pub fn read(&mut self) -> Recv {
@@ -115,7 +185,10 @@ impl Stream {
                 self.end_seen = true;
                 end.recv()
             }
-            None if self.recv_closed => Recv::Eof,
+            None if self.recv_closed => {
+                self.eof_seen = true;
+                Recv::Eof
+            }
             None => Recv::Pending,
         }
     }
