@@ -1,5 +1,5 @@
-//! A compat session in either role fed arbitrary bytes in arbitrary chunks: it never panics,
-//! stays within its limits, and once failed refuses everything.
+//! A session in either role and either mode fed arbitrary bytes in arbitrary chunks: it never
+//! panics, stays within its limits, and once failed refuses everything.
 #![no_main]
 
 use bytes::Bytes;

@@ -59,9 +59,9 @@ struct Side {
 }
 
 impl Side {
-    fn new(role: Role) -> Side {
+    fn new(role: Role, config: Config) -> Side {
         Side {
-            session: Session::new(role, Config::default()),
+            session: Session::new(role, config),
             in_flight: Vec::new(),
             stream: None,
             sent: BTreeMap::new(),
@@ -98,15 +98,31 @@ fn local(result: Result<(), SessionError>) {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
-    let mut client = Side::new(Role::Client);
-    let mut server = Side::new(Role::Server);
+fuzz_target!(|input: (bool, Vec<Op>)| {
+    let (mux, ops) = input;
+    let config = if mux {
+        Config {
+            max_concurrent_streams: 3,
+            initial_stream_window: 256,
+            max_stream_window: 1024,
+            initial_connection_window: 512,
+            split_size: weir::mux::wire::SplitSize::new(100).unwrap(),
+            ..Config::mux()
+        }
+    } else {
+        Config::default()
+    };
+    let mut client = Side::new(Role::Client, config);
+    let mut server = Side::new(Role::Server, config);
     let mut counter = 0u32;
     for op in ops {
         match op {
             Op::Open => match client.session.open_stream(NOW, "/fuzz", &Metadata::new()) {
                 Ok(stream) => client.stream = Some(stream),
-                Err(e) => assert_eq!(e, SessionError::StreamBusy),
+                Err(e) => assert!(matches!(
+                    e,
+                    SessionError::StreamBusy | SessionError::TooManyStreams(_)
+                )),
             },
             Op::Send { server: s, len } => {
                 let side = if s { &mut server } else { &mut client };

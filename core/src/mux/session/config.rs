@@ -53,7 +53,9 @@ pub struct Config {
     /// bounded and the scheduler interleaves fairly between writes.
     pub max_transmit: usize,
     /// Mux: streams open at once (default 256). A server refuses the stream past it with an
-    /// Error; a client's `open_stream` refuses locally.
+    /// Error; a client's `open_stream` refuses locally. Ended streams the application has not
+    /// read to the end (or dropped) are held too, up to as many again; past that new streams
+    /// are refused the same way.
     pub max_concurrent_streams: usize,
     /// Mux: a stream's receive window before any WindowUpdate (default 256 KiB). Must match the
     /// peer's. A stream holds at most its window of data for the application.

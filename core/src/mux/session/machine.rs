@@ -58,8 +58,8 @@ impl Session {
             Mode::Mux => Assembler::mux(
                 limit,
                 MuxLimits {
-                    // Room for every open stream, a refused one, and the control stream 0.
-                    max_streams: config.max_concurrent_streams.saturating_add(2),
+                    // Every stream a session may hold (see `at_stream_limit`).
+                    max_streams: config.max_concurrent_streams.saturating_mul(2),
                     // Message data is bounded by credit; Invokes and Errors by the packet limit.
                     max_partial_bytes: (config.max_connection_window as usize)
                         .saturating_add(config.max_packet_len),
@@ -206,7 +206,7 @@ impl Session {
                 });
             }
             self.highest_stream = stream;
-            if self.open_streams() >= self.config.max_concurrent_streams {
+            if self.at_stream_limit() {
                 self.refuse(stream);
                 return Ok(());
             }
@@ -431,14 +431,18 @@ impl Session {
                 stream,
             });
         }
-        // One active stream at a time: a new call replaces an unfinished one.
-        let replaced: Vec<u64> = self.streams.keys().copied().collect();
-        for old in replaced {
-            if let Some(state) = self.streams.get_mut(&old) {
-                if state.end.is_none() {
-                    state.terminate(End::RemoteCancel);
-                    self.events.push_back(Event::RemoteCanceled { stream: old });
-                }
+        // One active stream at a time: a new call replaces an unfinished one, and a stream that
+        // had already ended is dropped unread, so at most the replaced one and the new one stay.
+        let older: Vec<u64> = self.streams.keys().copied().collect();
+        for old in older {
+            let Some(state) = self.streams.get_mut(&old) else {
+                continue;
+            };
+            if state.end.is_none() {
+                state.terminate(End::RemoteCancel);
+                self.events.push_back(Event::RemoteCanceled { stream: old });
+            } else {
+                self.drop_stream(old);
             }
         }
         self.highest_stream = stream;
@@ -493,7 +497,7 @@ impl Session {
         }
         match self.config.mode {
             Mode::Compat if !self.streams.is_empty() => return Err(SessionError::StreamBusy),
-            Mode::Mux if self.open_streams() >= self.config.max_concurrent_streams => {
+            Mode::Mux if self.at_stream_limit() => {
                 return Err(SessionError::TooManyStreams(
                     self.config.max_concurrent_streams,
                 ))
@@ -672,11 +676,15 @@ impl Session {
         Stream::new(invoked, self.config.initial_stream_window, window)
     }
 
-    /// Streams that count against the concurrency limit. A stream the peer has terminated
-    /// stops counting even before the application reads its end, so both sides agree on the
-    /// count once they have seen the same frames.
-    fn open_streams(&self) -> usize {
-        self.streams.values().filter(|s| s.is_active()).count()
+    /// (Mux) No new stream may start: `max_concurrent_streams` are open, or twice that many
+    /// are held (open ones plus ended ones the application has not read to the end).
+    ///
+    /// A stream the peer has terminated stops counting as open even before the application
+    /// reads its end, so both sides agree on the count once they have seen the same frames.
+    fn at_stream_limit(&self) -> bool {
+        let max = self.config.max_concurrent_streams;
+        let open = self.streams.values().filter(|s| s.is_active()).count();
+        open >= max || self.streams.len() >= max.saturating_mul(2)
     }
 
     fn check_open(&self) -> Result<(), SessionError> {

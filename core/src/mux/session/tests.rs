@@ -213,3 +213,76 @@ fn a_dropped_stream_discards_messages_and_finishes_when_it_ends() {
         ]
     );
 }
+
+#[test]
+fn compat_holds_at_most_the_replaced_stream_and_the_new_one() {
+    // Found by fuzzing: an application that never reads let replaced streams pile up.
+    let mut server = Session::new(Role::Server, Config::default());
+    for stream in 1..=5 {
+        server
+            .handle_input(NOW, &frame(Kind::INVOKE, false, stream, 1, b"/a"))
+            .unwrap();
+        assert!(
+            server.active_streams() <= 2,
+            "{} streams held",
+            server.active_streams()
+        );
+    }
+    assert_eq!(server.active_streams(), 2);
+}
+
+#[test]
+fn a_mux_server_refuses_streams_past_the_limit_with_an_error() {
+    let config = Config {
+        max_concurrent_streams: 2,
+        ..Config::mux()
+    };
+    let mut server = Session::new(Role::Server, config);
+    for stream in 1..=3 {
+        server
+            .handle_input(NOW, &frame(Kind::INVOKE, false, stream, 1, b"/a"))
+            .unwrap();
+    }
+    let sent = server.poll_transmit().unwrap();
+    let message = b"protocol error: too many concurrent streams (limit 2)";
+    let body = [&[0u8; 8][..], &message[..]].concat();
+    assert_eq!(sent[..], frame(Kind::ERROR, false, 3, 1, &body)[..]);
+    assert_eq!(server.active_streams(), 2);
+    assert_eq!(server.metrics().streams_refused, 1);
+    // The refused stream's later frames are dropped, and leave nothing behind.
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 3, 2, b"late"))
+        .unwrap();
+    assert_eq!(server.active_streams(), 2);
+}
+
+#[test]
+fn a_mux_session_assembles_on_every_stream_it_may_hold() {
+    // Found by fuzzing: the assembler tracked fewer streams than a session may hold (open ones
+    // plus ended ones not yet read), and failed the connection on a legal frame.
+    let config = Config {
+        max_concurrent_streams: 2,
+        ..Config::mux()
+    };
+    let mut server = Session::new(Role::Server, config);
+    for stream in 1..=4 {
+        let invoke = frame(Kind::INVOKE, false, stream, 1, b"/a");
+        server.handle_input(NOW, &invoke).unwrap();
+        // The first two end at once (the peer closes them) but stay held, unread.
+        if stream <= 2 {
+            let message = frame(Kind::MESSAGE, false, stream, 2, b"unread");
+            server.handle_input(NOW, &message).unwrap();
+            let close = frame(Kind::CLOSE, false, stream, 3, b"");
+            server.handle_input(NOW, &close).unwrap();
+        }
+    }
+    assert_eq!(server.active_streams(), 4);
+    for stream in 3..=4 {
+        let message = frame(Kind::MESSAGE, false, stream, 2, b"more");
+        server.handle_input(NOW, &message).unwrap();
+    }
+    assert_eq!(
+        server.read(1),
+        Ok(Recv::Message(Bytes::from_static(b"unread")))
+    );
+}
