@@ -1,1 +1,3 @@
 //! Runnable programs built on weir, and the pieces they share with the tests.
+
+pub mod flow_sim;
