@@ -9,6 +9,7 @@ use super::error::{FlowError, InvariantViolation, Rejection};
 use super::metrics::{ClassMetrics, Metrics};
 use super::queue::{WaitQueue, Waiter};
 use super::stream::{Refund, Stream};
+use super::table::StreamTable;
 use super::types::{Class, LogPosition, RequestId, StreamId, Targets, ELASTIC, REGULAR};
 use crate::time::Instant;
 
@@ -83,16 +84,19 @@ pub enum Deduction {
 struct Held {
     pool: usize,
     bytes: u64,
-    /// Streams charged, with the stream's connection epoch at the time, so a disconnect in
-    /// between (which already returned everything) is not returned twice.
-    charges: Vec<(StreamId, u64)>,
+    /// Slots of the streams charged, with each stream's connection epoch at the time, so a
+    /// disconnect in between (which already returned everything) is not returned twice.
+    charges: Vec<(usize, u64)>,
 }
 
 /// A sans-IO flow controller for replication traffic. See the [module docs](super).
 #[derive(Clone, Debug)]
 pub struct FlowControl {
     config: Config,
-    streams: BTreeMap<StreamId, Stream>,
+    streams: StreamTable,
+    /// Scratch space for a request's replicating targets (slot, index in the targets), kept to
+    /// spare an allocation per admission.
+    replicating: Vec<(usize, usize)>,
     queue: WaitQueue,
     held: BTreeMap<RequestId, Held>,
     events: VecDeque<Event>,
@@ -109,7 +113,8 @@ impl FlowControl {
     pub fn new(config: Config) -> FlowControl {
         FlowControl {
             config,
-            streams: BTreeMap::new(),
+            streams: StreamTable::default(),
+            replicating: Vec::new(),
             queue: WaitQueue::default(),
             held: BTreeMap::new(),
             events: VecDeque::new(),
@@ -275,8 +280,8 @@ impl FlowControl {
             .remove(&id)
             .ok_or(FlowError::UnknownRequest(id.0))?;
         let mut refund = Refund::default();
-        for (stream, epoch) in held.charges {
-            if let Some(s) = self.streams.get_mut(&stream) {
+        for (slot, epoch) in held.charges {
+            if let Some(s) = self.streams.at_mut(slot) {
                 if s.connected && s.epoch == epoch {
                     let r = s.bind(held.pool, held.bytes, position);
                     refund.unblocked |= r.unblocked;
@@ -297,8 +302,8 @@ impl FlowControl {
             .remove(&id)
             .ok_or(FlowError::UnknownRequest(id.0))?;
         let mut refund = Refund::default();
-        for (stream, epoch) in held.charges {
-            if let Some(s) = self.streams.get_mut(&stream) {
+        for (slot, epoch) in held.charges {
+            if let Some(s) = self.streams.at_mut(slot) {
                 if s.connected && s.epoch == epoch {
                     let r = s.unhold(held.pool, held.bytes);
                     refund.unblocked |= r.unblocked;
@@ -442,7 +447,7 @@ impl FlowControl {
         let r = i128::from(self.config.regular_tokens);
         let e = i128::from(self.config.elastic_tokens);
         let floors = [1 - r, 2 - 2 * r - e];
-        for (&stream, s) in &self.streams {
+        for (stream, s) in self.streams.iter() {
             for (pool, class) in Class::TOKEN_CLASSES.into_iter().enumerate() {
                 let available = s.available(pool);
                 if !s.conserves(pool) {
@@ -477,7 +482,7 @@ impl FlowControl {
         let mut classes = self.counters.clone();
         for (pool, m) in classes.iter_mut().enumerate() {
             m.requests_waiting = self.queue.len_of(pool) as u64;
-            for s in self.streams.values().filter(|s| s.connected) {
+            for (_, s) in self.streams.iter().filter(|(_, s)| s.connected) {
                 m.stream_count += 1;
                 m.tokens_available += s.available(pool);
                 if !s.has_tokens(pool) {
@@ -575,11 +580,16 @@ impl FlowControl {
         targets: &Targets,
         waited: Duration,
     ) -> Option<Grant> {
+        self.replicating.clear();
         let mut ready = 0usize;
-        for t in targets.replicas() {
-            let Some(s) = self.streams.get(&t.stream).filter(|s| s.connected) else {
+        for (i, t) in targets.replicas().iter().enumerate() {
+            let Some(slot) = self.streams.slot_of(&t.stream) else {
+                continue; // unknown: paces nothing
+            };
+            let Some(s) = self.streams.at(slot).filter(|s| s.connected) else {
                 continue; // not replicating: paces nothing
             };
+            self.replicating.push((slot, i));
             if s.has_tokens(pool) {
                 ready += 1;
             } else if pool == ELASTIC || t.must_have {
@@ -592,14 +602,14 @@ impl FlowControl {
         let mut charged = Vec::with_capacity(ready);
         let mut charges = Vec::with_capacity(ready);
         let mut deferred = Vec::new();
-        for t in targets.replicas() {
-            let Some(s) = self.streams.get_mut(&t.stream).filter(|s| s.connected) else {
+        for &(slot, i) in &self.replicating {
+            let (Some(s), Some(t)) = (self.streams.at_mut(slot), targets.replicas().get(i)) else {
                 continue;
             };
             if s.has_tokens(pool) {
                 s.hold(pool, bytes);
                 charged.push(t.stream);
-                charges.push((t.stream, s.epoch));
+                charges.push((slot, s.epoch));
             } else {
                 deferred.push(t.stream);
             }

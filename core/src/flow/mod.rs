@@ -89,6 +89,7 @@ mod error;
 mod metrics;
 mod queue;
 mod stream;
+mod table;
 mod types;
 
 pub use config::Config;

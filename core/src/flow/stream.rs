@@ -10,7 +10,7 @@
 //! available + held + tracked = limit
 //! ```
 
-use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
 
 use super::types::{LogPosition, ELASTIC, REGULAR};
 
@@ -43,8 +43,10 @@ pub(crate) struct Stream {
     available: [i64; 2],
     /// Bytes deducted by admitted requests that are not bound to a log position yet, per class.
     held: [u64; 2],
-    /// Bytes deducted per class and log position.
-    tracked: [BTreeMap<LogPosition, u64>; 2],
+    /// Bytes deducted per class, by log position in ascending order. Entries mostly arrive in
+    /// order, so this is an append and a pop from the front; it keeps its capacity across
+    /// deductions.
+    tracked: [VecDeque<(LogPosition, u64)>; 2],
     /// Sum of `tracked`, per class.
     tracked_bytes: [u64; 2],
     /// Per class, the highest position the receiver reported admitted: the low-water mark below
@@ -61,7 +63,7 @@ impl Stream {
             limits,
             available: limits.map(to_i64),
             held: [0; 2],
-            tracked: [BTreeMap::new(), BTreeMap::new()],
+            tracked: [VecDeque::new(), VecDeque::new()],
             tracked_bytes: [0; 2],
             admitted: [position; 2],
         }
@@ -140,11 +142,12 @@ impl Stream {
         }
         self.admitted[pool] = up_to;
         let mut bytes = 0u64;
-        while let Some(entry) = self.tracked[pool].first_entry() {
-            if *entry.key() > up_to {
+        while let Some(&(at, b)) = self.tracked[pool].front() {
+            if at > up_to {
                 break;
             }
-            bytes += entry.remove();
+            bytes += b;
+            self.tracked[pool].pop_front();
         }
         self.tracked_bytes[pool] -= bytes;
         self.give(pool, bytes)
@@ -173,7 +176,22 @@ impl Stream {
     }
 
     fn track(&mut self, pool: usize, bytes: u64, position: LogPosition) {
-        *self.tracked[pool].entry(position).or_insert(0) += bytes;
+        let entries = &mut self.tracked[pool];
+        match entries.back_mut() {
+            Some(last) if last.0 == position => last.1 += bytes,
+            Some(last) if last.0 > position => {
+                // Out of order: find its place (or its equal) among the later entries.
+                match entries.binary_search_by(|e| e.0.cmp(&position)) {
+                    Ok(at) => {
+                        if let Some(e) = entries.get_mut(at) {
+                            e.1 += bytes;
+                        }
+                    }
+                    Err(at) => entries.insert(at, (position, bytes)),
+                }
+            }
+            _ => entries.push_back((position, bytes)),
+        }
         self.tracked_bytes[pool] += bytes;
     }
 
