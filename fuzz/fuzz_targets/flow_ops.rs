@@ -5,21 +5,56 @@
 use arbitrary::Arbitrary;
 use core::time::Duration;
 use libfuzzer_sys::fuzz_target;
-use weir::flow::{Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets};
+use weir::flow::{
+    Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets,
+};
 use weir::time::Instant;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Connect { stream: u8, index: u8 },
-    Disconnect { stream: u8 },
-    Remove { stream: u8 },
-    Admit { id: u8, class: Class, bytes: u16, replicas: Vec<(u8, bool)>, quorum: u8 },
-    Bind { id: u8, term: u8, index: u8 },
-    Release { id: u8 },
-    Cancel { id: u8 },
-    Deduct { stream: u8, class: Class, index: u8, bytes: u16 },
-    Admitted { stream: u8, class: Class, term: u8, index: u8 },
-    Advance { millis: u16 },
+    Connect {
+        stream: u8,
+        index: u8,
+    },
+    Disconnect {
+        stream: u8,
+    },
+    Remove {
+        stream: u8,
+    },
+    Admit {
+        id: u8,
+        class: Class,
+        bytes: u16,
+        replicas: Vec<(u8, bool)>,
+        quorum: u8,
+    },
+    Bind {
+        id: u8,
+        term: u8,
+        index: u8,
+    },
+    Release {
+        id: u8,
+    },
+    Cancel {
+        id: u8,
+    },
+    Deduct {
+        stream: u8,
+        class: Class,
+        index: u8,
+        bytes: u16,
+    },
+    Admitted {
+        stream: u8,
+        class: Class,
+        term: u8,
+        index: u8,
+    },
+    Advance {
+        millis: u16,
+    },
     Poll,
 }
 
@@ -50,7 +85,13 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Remove { stream: s } => {
                 let _ = fc.remove_stream(now, stream(s));
             }
-            Op::Admit { id, class, bytes, replicas, quorum } => {
+            Op::Admit {
+                id,
+                class,
+                bytes,
+                replicas,
+                quorum,
+            } => {
                 let mut targets = Targets::new(usize::from(quorum % 5));
                 for (s, must_have) in replicas {
                     targets = if must_have {
@@ -59,9 +100,18 @@ fuzz_target!(|ops: Vec<Op>| {
                         targets.with_replica(stream(s))
                     };
                 }
-                let answer = fc.admit(now, RequestId(u64::from(id)), class, u64::from(bytes), &targets);
+                let answer = fc.admit(
+                    now,
+                    RequestId(u64::from(id)),
+                    class,
+                    u64::from(bytes),
+                    &targets,
+                );
                 if class == Class::Control {
-                    assert!(matches!(answer, Ok(Admission::Admitted(_))), "control waited: {answer:?}");
+                    assert!(
+                        matches!(answer, Ok(Admission::Admitted(_))),
+                        "control waited: {answer:?}"
+                    );
                 }
             }
             Op::Bind { id, term, index } => {
@@ -74,11 +124,21 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Cancel { id } => {
                 let _ = fc.cancel(now, RequestId(u64::from(id)));
             }
-            Op::Deduct { stream: s, class, index, bytes } => {
+            Op::Deduct {
+                stream: s,
+                class,
+                index,
+                bytes,
+            } => {
                 let position = LogPosition::new(1, u64::from(index));
                 let _ = fc.deduct(now, stream(s), class, position, u64::from(bytes));
             }
-            Op::Admitted { stream: s, class, term, index } => {
+            Op::Admitted {
+                stream: s,
+                class,
+                term,
+                index,
+            } => {
                 let position = LogPosition::new(u64::from(term % 3), u64::from(index));
                 let _ = fc.handle_admitted(now, stream(s), class, position);
             }

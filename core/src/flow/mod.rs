@@ -80,8 +80,19 @@
 //! come out of [`FlowControl::poll_event`]. Regular waiters are served before elastic ones, and
 //! within a class a request never overtakes an earlier one that shares a stream with it.
 //!
-//! The controller paces one replicated log: positions from different logs must not be mixed in
-//! one controller.
+//! # Memory
+//!
+//! Every structure is bounded by the [`Config`]: streams by [`Config::max_streams`], waiting
+//! requests and their undrained outcomes by [`Config::max_waiting`] and
+//! [`Config::max_waiting_bytes`], admitted requests without a position by
+//! [`Config::max_in_flight`], targets per request by [`Config::max_targets`]. Tracked
+//! deductions are kept one per (class, position); each is at least one byte and is only made
+//! while its pool is positive, so a stream tracks at most about twice its pool size in entries,
+//! and in practice one per entry in flight.
+//!
+//! Positions are compared per stream and class, so the receiver behind a stream must admit
+//! entries in position order: one replicated log per controller, or any sequence the receivers
+//! report in order.
 
 mod config;
 mod controller;
