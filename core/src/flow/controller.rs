@@ -5,83 +5,18 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::config::Config;
-use super::error::{FlowError, InvariantViolation, Rejection};
-use super::metrics::{ClassMetrics, Metrics};
+use super::error::{FlowError, Rejection};
+use super::metrics::ClassMetrics;
+use super::outcome::{Admission, Deduction, Event, Grant};
 use super::queue::{WaitQueue, Waiter};
 use super::stream::{Refund, Stream};
 use super::table::StreamTable;
 use super::types::{Class, LogPosition, RequestId, StreamId, Targets, ELASTIC, REGULAR};
 use crate::time::Instant;
 
-/// The answer to [`FlowControl::admit`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Admission {
-    /// Admitted now; the tokens are already deducted.
-    Admitted(Grant),
-    /// Waiting for tokens. The outcome comes later as an [`Event`] from
-    /// [`FlowControl::poll_event`], at the latest at `deadline`.
-    Queued {
-        /// When the request is rejected if it has not been admitted by then.
-        deadline: Instant,
-    },
-    /// Turned away at a configured limit; it holds no tokens and will produce no event.
-    Rejected(Rejection),
-}
-
-/// What an admitted request may do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Grant {
-    /// The request's class.
-    pub class: Class,
-    /// Bytes it asked for.
-    pub bytes: u64,
-    /// Streams its bytes were deducted from: send to these now.
-    pub charged: Vec<StreamId>,
-    /// Replicating streams that were out of tokens when a quorum admitted the request (regular
-    /// work only). Their copy of the entry waits, in log order, until that stream has tokens
-    /// again; send it then through [`FlowControl::deduct`].
-    pub deferred: Vec<StreamId>,
-    /// How long the request waited.
-    pub waited: Duration,
-}
-
-/// An outcome for a request that had to wait.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The request got its tokens.
-    Admitted {
-        /// The request.
-        id: RequestId,
-        /// What it may do.
-        grant: Grant,
-    },
-    /// The request left the queue without tokens.
-    Rejected {
-        /// The request.
-        id: RequestId,
-        /// Why.
-        reason: Rejection,
-    },
-}
-
-/// The answer to [`FlowControl::deduct`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Deduction {
-    /// Deducted and tracked: send the entry.
-    Deducted,
-    /// The pool has no tokens; nothing changed. Try again after a return.
-    NoTokens,
-    /// The receiver already reported this position admitted; nothing to deduct.
-    AlreadyAdmitted,
-}
-
 /// Tokens an admitted request holds until it is bound to a log position or released.
 #[derive(Clone, Debug)]
-struct Held {
+pub(super) struct Held {
     pool: usize,
     bytes: u64,
     /// Slots of the streams charged, with each stream's connection epoch at the time, so a
@@ -92,16 +27,16 @@ struct Held {
 /// A sans-IO flow controller for replication traffic. See the [module docs](super).
 #[derive(Clone, Debug)]
 pub struct FlowControl {
-    config: Config,
-    streams: StreamTable,
+    pub(super) config: Config,
+    pub(super) streams: StreamTable,
     /// Scratch space for a request's replicating targets (slot, index in the targets), kept to
     /// spare an allocation per admission.
     replicating: Vec<(usize, usize)>,
-    queue: WaitQueue,
-    held: BTreeMap<RequestId, Held>,
+    pub(super) queue: WaitQueue,
+    pub(super) held: BTreeMap<RequestId, Held>,
     events: VecDeque<Event>,
-    counters: [ClassMetrics; 2],
-    control_requests: u64,
+    pub(super) counters: [ClassMetrics; 2],
+    pub(super) control_requests: u64,
     /// Handed out at every connect, so tokens held across a disconnect are never returned to a
     /// later connection of the same stream.
     epochs: u64,
@@ -400,103 +335,6 @@ impl FlowControl {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue.earliest_deadline()
-    }
-
-    // ---- inspection ------------------------------------------------------------------------
-
-    /// Tokens available on `stream` in `class`'s pool (negative in debt); `None` for an unknown
-    /// stream or control traffic.
-    pub fn available(&self, stream: StreamId, class: Class) -> Option<i64> {
-        Some(self.streams.get(&stream)?.available(class.pool()?))
-    }
-
-    /// Tokens deducted from `stream`'s pool for `class` and not yet returned (held by admitted
-    /// requests or tracked at log positions).
-    pub fn tracked(&self, stream: StreamId, class: Class) -> Option<u64> {
-        Some(self.streams.get(&stream)?.outstanding(class.pool()?))
-    }
-
-    /// Whether `stream` is connected; `None` if unknown.
-    pub fn is_connected(&self, stream: StreamId) -> Option<bool> {
-        self.streams.get(&stream).map(|s| s.connected)
-    }
-
-    /// Requests waiting for tokens.
-    pub fn waiting(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Bytes waiting requests ask for.
-    pub fn waiting_bytes(&self) -> u64 {
-        self.queue.bytes()
-    }
-
-    /// Admitted requests not yet bound to a position or released.
-    pub fn unbound(&self) -> usize {
-        self.held.len()
-    }
-
-    /// Checks the accounting: for every stream and pool, available + tracked = limit; no pool is
-    /// deeper in debt than its own class's requests can take it; the queue's books add up.
-    ///
-    /// The debt bounds: work of a class is admitted only while its pool is positive and asks
-    /// for at most the pool size, so the regular pool never drops below `1 - regular_tokens`.
-    /// Regular work also draws on the elastic pool without waiting on it, so the elastic pool's
-    /// floor is lower by what regular work can hold: `2 - 2 * regular_tokens - elastic_tokens`.
-    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
-        let r = i128::from(self.config.regular_tokens);
-        let e = i128::from(self.config.elastic_tokens);
-        let floors = [1 - r, 2 - 2 * r - e];
-        for (stream, s) in self.streams.iter() {
-            for (pool, class) in Class::TOKEN_CLASSES.into_iter().enumerate() {
-                let available = s.available(pool);
-                if !s.conserves(pool) {
-                    return Err(InvariantViolation::Conservation {
-                        stream,
-                        class,
-                        available,
-                        tracked: s.outstanding(pool),
-                        limit: s.limit(pool),
-                    });
-                }
-                if floors
-                    .get(pool)
-                    .is_some_and(|&floor| i128::from(available) < floor)
-                {
-                    return Err(InvariantViolation::Debt {
-                        stream,
-                        class,
-                        available,
-                    });
-                }
-            }
-        }
-        if !self.queue.consistent() || self.queue.bytes() > self.config.max_waiting_bytes {
-            return Err(InvariantViolation::Queue);
-        }
-        Ok(())
-    }
-
-    /// A snapshot of the counters and gauges.
-    pub fn metrics(&self) -> Metrics {
-        let mut classes = self.counters.clone();
-        for (pool, m) in classes.iter_mut().enumerate() {
-            m.requests_waiting = self.queue.len_of(pool) as u64;
-            for (_, s) in self.streams.iter().filter(|(_, s)| s.connected) {
-                m.stream_count += 1;
-                m.tokens_available += s.available(pool);
-                if !s.has_tokens(pool) {
-                    m.blocked_stream_count += 1;
-                }
-            }
-        }
-        let [regular, elastic] = classes;
-        Metrics {
-            regular,
-            elastic,
-            control_requests: self.control_requests,
-            waiting_bytes: self.queue.bytes(),
-        }
     }
 
     // ---- internals -------------------------------------------------------------------------

@@ -97,16 +97,19 @@
 mod config;
 mod controller;
 mod error;
+mod inspect;
 mod metrics;
+mod outcome;
 mod queue;
 mod stream;
 mod table;
 mod types;
 
 pub use config::Config;
-pub use controller::{Admission, Deduction, Event, FlowControl, Grant};
+pub use controller::FlowControl;
 pub use error::{FlowError, InvariantViolation, Rejection};
 pub use metrics::{ClassMetrics, Metrics, WaitHistogram, WAIT_BUCKETS_NS};
+pub use outcome::{Admission, Deduction, Event, Grant};
 pub use types::{Class, LogPosition, RequestId, StreamId, Target, Targets};
 
 #[cfg(test)]
