@@ -274,6 +274,19 @@ mod tests {
     }
 
     #[test]
+    fn out_of_order_deductions_return_by_position() {
+        let mut s = Stream::new(LIMITS, pos(0), 1);
+        for (index, bytes) in [(5, 1), (2, 2), (9, 3), (2, 4), (7, 5)] {
+            assert!(s.deduct(REGULAR, bytes, pos(index)));
+        }
+        assert_eq!(s.admit_up_to(REGULAR, pos(2)).bytes[REGULAR], 6);
+        assert_eq!(s.admit_up_to(REGULAR, pos(7)).bytes[REGULAR], 6);
+        assert_eq!(s.admit_up_to(REGULAR, pos(9)).bytes[REGULAR], 3);
+        assert!(conserved(&s));
+        assert_eq!(s.available(REGULAR), 16);
+    }
+
+    #[test]
     fn binding_below_the_low_water_mark_returns_at_once() {
         let mut s = Stream::new(LIMITS, pos(0), 1);
         s.admit_up_to(ELASTIC, pos(10));
