@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec
+	bench bench-codec bench-flow
 
 all: test
 
@@ -80,7 +80,16 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec
+bench: bench-codec bench-flow
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
+
+# The criterion cycle benchmark, then the simulator for the scenario figures; all four last.
+bench-flow:
+	@mkdir -p target
+	set -o pipefail; WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench flow | tee target/bench-flow.txt
+	set -o pipefail; $(CARGO) run --quiet --release -p weir-examples --bin flow_sim -- --out target/flow-sim \
+		| tee -a target/bench-flow.txt
+	@grep -E '^(admit_cycle_ns|over_admission_bytes|slow_stream_regular_rate_ratio|heartbeat_max_wait_ns)=' \
+		target/bench-flow.txt

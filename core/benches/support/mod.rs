@@ -8,6 +8,9 @@
 //! `WEIR_BENCH_QUICK=1` shortens warm-up and measurement so a whole file finishes in well under a
 //! minute; without it criterion's defaults apply.
 
+// Each benchmark file compiles this module on its own and uses only some of it.
+#![allow(dead_code)]
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

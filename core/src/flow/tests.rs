@@ -1,0 +1,462 @@
+//! Unit tests of the flow controller.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::*;
+use crate::time::Instant;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+fn s(n: u64) -> StreamId {
+    StreamId::new(1, n)
+}
+
+fn pos(index: u64) -> LogPosition {
+    LogPosition::new(1, index)
+}
+
+fn t(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+
+/// A controller with streams 1..=n connected at position 1/0.
+fn controller(config: Config, n: u64) -> FlowControl {
+    let mut fc = FlowControl::new(config);
+    for i in 1..=n {
+        fc.connect_stream(Instant::ZERO, s(i), pos(0)).unwrap();
+    }
+    fc
+}
+
+fn three() -> Targets {
+    Targets::majority(&[s(1), s(2), s(3)])
+}
+
+fn admitted(a: Admission) -> Grant {
+    match a {
+        Admission::Admitted(grant) => grant,
+        other => panic!("expected admission, got {other:?}"),
+    }
+}
+
+fn events(fc: &mut FlowControl) -> Vec<Event> {
+    core::iter::from_fn(|| fc.poll_event()).collect()
+}
+
+fn admitted_ids(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Admitted { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drains `stream`'s regular pool to exactly zero through a direct deduction at `position`.
+fn exhaust(fc: &mut FlowControl, stream: StreamId, position: LogPosition) {
+    let avail = fc.available(stream, Class::Regular).unwrap();
+    let bytes = u64::try_from(avail).unwrap();
+    assert_eq!(
+        fc.deduct(Instant::ZERO, stream, Class::Regular, position, bytes),
+        Ok(Deduction::Deducted)
+    );
+}
+
+#[test]
+fn control_never_waits_nor_deducts() {
+    let config = Config {
+        max_waiting: 1,
+        ..Config::default()
+    };
+    let mut fc = controller(config, 3);
+    for i in 1..=3 {
+        exhaust(&mut fc, s(i), pos(1));
+    }
+    assert!(matches!(
+        fc.admit(t(0), RequestId(1), Class::Regular, KIB, &three()),
+        Ok(Admission::Queued { .. })
+    ));
+    for id in 2..100 {
+        let grant = admitted(
+            fc.admit(t(0), RequestId(id), Class::Control, 100, &three())
+                .unwrap(),
+        );
+        assert!(grant.charged.is_empty());
+        assert_eq!(grant.waited, Duration::ZERO);
+    }
+    assert_eq!(fc.available(s(1), Class::Regular), Some(0));
+    assert_eq!(fc.metrics().control_requests, 98);
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn one_small_return_admits_one_waiter_not_a_flood() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    // The pool is drained by two entries, the first of them 1 KiB.
+    fc.deduct(t(0), s(1), Class::Regular, pos(1), KIB).unwrap();
+    fc.deduct(t(0), s(1), Class::Regular, pos(2), 16 * MIB - KIB)
+        .unwrap();
+    let request = 400 * KIB;
+    for id in 0..100 {
+        assert!(matches!(
+            fc.admit(t(10), RequestId(id), Class::Regular, request, &one),
+            Ok(Admission::Queued { .. })
+        ));
+    }
+    assert_eq!(
+        fc.handle_admitted(t(30), s(1), Class::Regular, pos(1)),
+        Ok(KIB)
+    );
+    assert_eq!(admitted_ids(&events(&mut fc)), vec![0]);
+    let debt = -fc.available(s(1), Class::Regular).unwrap();
+    assert_eq!(debt, i64::try_from(request - KIB).unwrap());
+    assert_eq!(fc.waiting(), 99);
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn regular_work_goes_at_the_quorums_pace() {
+    let mut fc = controller(Config::default(), 3);
+    exhaust(&mut fc, s(3), pos(1));
+    let grant = admitted(
+        fc.admit(t(0), RequestId(1), Class::Regular, MIB, &three())
+            .unwrap(),
+    );
+    assert_eq!(grant.charged, vec![s(1), s(2)]);
+    assert_eq!(grant.deferred, vec![s(3)]);
+    // The slow stream is not charged: it stays at zero, not deeper in debt.
+    assert_eq!(fc.available(s(3), Class::Regular), Some(0));
+    // But a must-have without tokens holds the request back.
+    let leaseholder_slow = three().with_must_have(s(3));
+    assert!(matches!(
+        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &leaseholder_slow),
+        Ok(Admission::Queued { .. })
+    ));
+    // And without a quorum it waits too.
+    exhaust(&mut fc, s(2), pos(2));
+    assert!(matches!(
+        fc.admit(
+            t(0),
+            RequestId(3),
+            Class::Regular,
+            MIB,
+            &Targets::majority(&[s(2), s(3), s(4)])
+        ),
+        Ok(Admission::Queued { .. })
+    ));
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn elastic_waits_for_every_replicating_target_and_disconnect_unblocks_it() {
+    let mut fc = controller(Config::default(), 3);
+    fc.deduct(t(0), s(3), Class::Elastic, pos(1), 8 * MIB)
+        .unwrap();
+    assert!(matches!(
+        fc.admit(t(0), RequestId(1), Class::Elastic, MIB, &three()),
+        Ok(Admission::Queued { .. })
+    ));
+    fc.disconnect_stream(t(1), s(3)).unwrap();
+    let out = events(&mut fc);
+    let Some(Event::Admitted { grant, .. }) = out.first() else {
+        panic!("expected an admission, got {out:?}");
+    };
+    assert_eq!(grant.charged, vec![s(1), s(2)]);
+    assert_eq!(grant.waited, Duration::from_secs(1));
+    let m = fc.metrics();
+    assert_eq!(m.elastic.requests_bypassed, 1);
+    assert_eq!(m.elastic.tokens_unaccounted, 8 * MIB);
+    assert_eq!(fc.tracked(s(3), Class::Elastic), Some(0));
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn regular_is_served_before_elastic() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    fc.admit(t(0), RequestId(1), Class::Elastic, MIB, &one)
+        .unwrap();
+    fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
+        .unwrap();
+    // 16 MiB come back: regular goes first; the elastic pool is then 8 - 1 MiB, so elastic too.
+    fc.handle_admitted(t(1), s(1), Class::Regular, pos(1))
+        .unwrap();
+    assert_eq!(admitted_ids(&events(&mut fc)), vec![2, 1]);
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn waiters_of_a_class_are_admitted_in_order() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    fc.deduct(t(0), s(1), Class::Regular, pos(1), MIB).unwrap();
+    fc.deduct(t(0), s(1), Class::Regular, pos(2), 15 * MIB)
+        .unwrap();
+    for id in 1..=5 {
+        fc.admit(t(0), RequestId(id), Class::Regular, 3 * MIB, &one)
+            .unwrap();
+    }
+    // A newcomer queues behind them even though it is small.
+    assert!(matches!(
+        fc.admit(t(0), RequestId(6), Class::Regular, 1, &one),
+        Ok(Admission::Queued { .. })
+    ));
+    fc.handle_admitted(t(1), s(1), Class::Regular, pos(1))
+        .unwrap();
+    assert_eq!(admitted_ids(&events(&mut fc)), vec![1]);
+    fc.handle_admitted(t(1), s(1), Class::Regular, pos(2))
+        .unwrap();
+    // 16 MiB back, 2 MiB in debt before: the pool reaches 14 MiB, enough for the next five.
+    assert_eq!(admitted_ids(&events(&mut fc)), vec![2, 3, 4, 5, 6]);
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn the_queue_is_bounded_with_typed_rejections() {
+    let config = Config {
+        max_waiting: 2,
+        max_waiting_bytes: 3 * MIB,
+        max_in_flight: 4,
+        ..Config::default()
+    };
+    let mut fc = controller(config, 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    let ask = |fc: &mut FlowControl, id, bytes| {
+        fc.admit(t(0), RequestId(id), Class::Regular, bytes, &one)
+            .unwrap()
+    };
+    assert!(matches!(ask(&mut fc, 1, 2 * MIB), Admission::Queued { .. }));
+    assert_eq!(
+        ask(&mut fc, 2, 2 * MIB),
+        Admission::Rejected(Rejection::QueueBytesFull)
+    );
+    assert!(matches!(ask(&mut fc, 3, MIB), Admission::Queued { .. }));
+    assert_eq!(
+        ask(&mut fc, 4, 1),
+        Admission::Rejected(Rejection::QueueFull)
+    );
+    assert_eq!(fc.waiting_bytes(), 3 * MIB);
+    assert_eq!(fc.metrics().regular.requests_errored, 2);
+    // In flight counts admitted, unbound requests too.
+    fc.handle_admitted(t(0), s(1), Class::Regular, pos(1))
+        .unwrap();
+    assert_eq!(events(&mut fc).len(), 2);
+    assert!(matches!(ask(&mut fc, 5, 1), Admission::Admitted(_)));
+    assert!(matches!(ask(&mut fc, 6, 1), Admission::Admitted(_)));
+    assert_eq!(
+        ask(&mut fc, 7, 1),
+        Admission::Rejected(Rejection::TooManyInFlight)
+    );
+    fc.release(t(0), RequestId(5)).unwrap();
+    assert!(matches!(ask(&mut fc, 7, 1), Admission::Admitted(_)));
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn undrained_outcomes_hold_their_queue_slot() {
+    let config = Config {
+        max_waiting: 1,
+        ..Config::default()
+    };
+    let mut fc = controller(config, 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    fc.admit(t(0), RequestId(1), Class::Regular, MIB, &one)
+        .unwrap();
+    fc.handle_admitted(t(0), s(1), Class::Regular, pos(1))
+        .unwrap();
+    exhaust(&mut fc, s(1), pos(2));
+    assert_eq!(
+        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
+            .unwrap(),
+        Admission::Rejected(Rejection::QueueFull)
+    );
+    assert_eq!(events(&mut fc).len(), 1);
+    assert!(matches!(
+        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
+            .unwrap(),
+        Admission::Queued { .. }
+    ));
+}
+
+#[test]
+fn waits_time_out_at_their_deadline() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    assert_eq!(fc.poll_timeout(), None);
+    assert_eq!(
+        fc.admit(t(1), RequestId(1), Class::Elastic, 1, &one),
+        Ok(Admission::Queued { deadline: t(11) })
+    );
+    fc.admit(t(2), RequestId(2), Class::Regular, 1, &one)
+        .unwrap();
+    assert_eq!(fc.poll_timeout(), Some(t(11)));
+    fc.handle_timeout(t(10));
+    assert!(events(&mut fc).is_empty());
+    fc.handle_timeout(t(11));
+    assert_eq!(
+        events(&mut fc),
+        vec![Event::Rejected {
+            id: RequestId(1),
+            reason: Rejection::TimedOut
+        }]
+    );
+    assert_eq!(fc.poll_timeout(), Some(t(12)));
+    fc.cancel(t(11), RequestId(2)).unwrap();
+    assert_eq!(fc.poll_timeout(), None);
+    assert_eq!(
+        fc.cancel(t(11), RequestId(2)),
+        Err(FlowError::UnknownRequest(2))
+    );
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn tokens_held_across_a_disconnect_are_not_returned_twice() {
+    let mut fc = controller(Config::default(), 3);
+    admitted(
+        fc.admit(t(0), RequestId(1), Class::Regular, MIB, &three())
+            .unwrap(),
+    );
+    admitted(
+        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &three())
+            .unwrap(),
+    );
+    fc.disconnect_stream(t(0), s(1)).unwrap();
+    fc.remove_stream(t(0), s(2)).unwrap();
+    fc.connect_stream(t(0), s(1), pos(0)).unwrap();
+    fc.connect_stream(t(0), s(2), pos(0)).unwrap();
+    fc.bind(t(0), RequestId(1), pos(1)).unwrap();
+    fc.release(t(0), RequestId(2)).unwrap();
+    assert_eq!(fc.available(s(1), Class::Regular), Some(16 * MIB as i64));
+    assert_eq!(fc.available(s(2), Class::Regular), Some(16 * MIB as i64));
+    assert_eq!(fc.tracked(s(3), Class::Regular), Some(MIB));
+    assert_eq!(
+        fc.handle_admitted(t(0), s(3), Class::Regular, pos(1)),
+        Ok(MIB)
+    );
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn reports_below_the_reconnect_position_are_stale() {
+    let mut fc = controller(Config::default(), 1);
+    fc.deduct(t(0), s(1), Class::Regular, pos(5), MIB).unwrap();
+    fc.disconnect_stream(t(0), s(1)).unwrap();
+    assert_eq!(
+        fc.handle_admitted(t(0), s(1), Class::Regular, pos(5)),
+        Ok(0)
+    );
+    fc.connect_stream(t(0), s(1), pos(10)).unwrap();
+    assert_eq!(
+        fc.deduct(t(0), s(1), Class::Regular, pos(9), MIB),
+        Ok(Deduction::AlreadyAdmitted)
+    );
+    fc.deduct(t(0), s(1), Class::Regular, pos(11), MIB).unwrap();
+    assert_eq!(
+        fc.handle_admitted(t(0), s(1), Class::Regular, pos(10)),
+        Ok(0)
+    );
+    assert_eq!(
+        fc.handle_admitted(t(0), s(1), Class::Regular, pos(11)),
+        Ok(MIB)
+    );
+    assert_eq!(
+        fc.handle_admitted(t(0), s(99), Class::Regular, pos(11)),
+        Ok(0)
+    );
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn misuse_is_a_typed_error_and_changes_nothing() {
+    let mut fc = controller(Config::default(), 2);
+    let two = Targets::majority(&[s(1), s(2)]);
+    let go = |fc: &mut FlowControl, id, class, bytes, targets: &Targets| {
+        fc.admit(t(0), RequestId(id), class, bytes, targets)
+    };
+    assert_eq!(
+        go(&mut fc, 1, Class::Regular, 0, &two),
+        Err(FlowError::ZeroBytes)
+    );
+    assert!(matches!(
+        go(&mut fc, 1, Class::Elastic, 9 * MIB, &two),
+        Err(FlowError::TooLarge { .. })
+    ));
+    assert_eq!(
+        go(&mut fc, 1, Class::Regular, 1, &Targets::new(1)),
+        Err(FlowError::NoTargets)
+    );
+    assert_eq!(
+        go(
+            &mut fc,
+            1,
+            Class::Regular,
+            1,
+            &Targets::new(3).with_replica(s(1)).with_replica(s(2))
+        ),
+        Err(FlowError::InvalidQuorum {
+            quorum: 3,
+            replicas: 2
+        })
+    );
+    assert_eq!(
+        go(
+            &mut fc,
+            1,
+            Class::Regular,
+            1,
+            &Targets::new(1).with_replica(s(1)).with_replica(s(1))
+        ),
+        Err(FlowError::DuplicateTarget(s(1)))
+    );
+    admitted(go(&mut fc, 1, Class::Regular, 1, &two).unwrap());
+    assert_eq!(
+        go(&mut fc, 1, Class::Regular, 1, &two),
+        Err(FlowError::DuplicateRequest(1))
+    );
+    assert_eq!(
+        fc.deduct(t(0), s(1), Class::Control, pos(1), 1),
+        Err(FlowError::ControlClass)
+    );
+    assert_eq!(
+        fc.connect_stream(t(0), s(1), pos(0)),
+        Err(FlowError::AlreadyConnected(s(1)))
+    );
+    assert_eq!(
+        fc.remove_stream(t(0), s(7)),
+        Err(FlowError::UnknownStream(s(7)))
+    );
+    assert_eq!(
+        fc.bind(t(0), RequestId(9), pos(1)),
+        Err(FlowError::UnknownRequest(9))
+    );
+    assert_eq!(fc.tracked(s(1), Class::Regular), Some(1));
+    fc.check_invariants().unwrap();
+}
+
+#[test]
+fn metrics_report_gauges_and_counters() {
+    let mut fc = controller(Config::default(), 2);
+    exhaust(&mut fc, s(2), pos(1));
+    let m = fc.metrics();
+    assert_eq!(m.regular.stream_count, 2);
+    assert_eq!(m.regular.blocked_stream_count, 1);
+    assert_eq!(m.elastic.blocked_stream_count, 1);
+    assert_eq!(m.regular.tokens_available, 16 * MIB as i64);
+    assert_eq!(m.regular.tokens_deducted, 16 * MIB);
+    fc.handle_admitted(t(0), s(2), Class::Regular, pos(1))
+        .unwrap();
+    let m = fc.metrics();
+    assert_eq!(m.regular.tokens_returned, 16 * MIB);
+    assert_eq!(m.regular.tokens_unaccounted, 0);
+    assert_eq!(m.regular.blocked_stream_count, 0);
+}
