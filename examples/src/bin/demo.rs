@@ -1,5 +1,6 @@
 //! `make demo`: a tour of weir over real bytes, with no outside services.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -29,6 +30,25 @@ fn main() -> ExitCode {
         Err(e) => {
             print!("{story}");
             eprintln!("   the wire section failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    println!();
+    println!("2. Flow-control budgets for replication traffic");
+    let mut story = String::new();
+    match tour::flow::run_section(&mut story, Path::new("target/demo")) {
+        Ok(summary) if summary.violations == 0 => print!("{story}"),
+        Ok(summary) => {
+            print!("{story}");
+            eprintln!(
+                "   the simulator saw {} invariant violations",
+                summary.violations
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("   the flow section failed: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -1,3 +1,4 @@
 //! The sections of the `make demo` tour.
 
+pub mod flow;
 pub mod wire;
