@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow
+	bench bench-codec bench-flow bench-mux-core
 
 all: test
 
@@ -80,10 +80,13 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-flow
+bench: bench-codec bench-mux-core bench-flow
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
+
+bench-mux-core:
+	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench mux_session
 
 # The criterion cycle benchmark, then the simulator for the scenario figures; all four last.
 bench-flow:
