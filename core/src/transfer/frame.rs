@@ -184,7 +184,8 @@ impl Framer {
 
     /// Bytes held in the framer's own buffers (a partial header or a captured body).
     pub fn buffered_len(&self) -> usize {
-        self.head_len + self.buf.len()
+        let assembling = matches!(self.state, State::Capture { .. } | State::StartupBody(_));
+        self.head_len + if assembling { self.buf.len() } else { 0 }
     }
 
     /// Capacity of the framer's buffers, for memory accounting.
@@ -308,7 +309,12 @@ impl Framer {
                         return Ok(None);
                     }
                     self.head_len = 0;
-                    let len = u32::from_be_bytes([self.head[0], self.head[1], self.head[2], self.head[3]]);
+                    let len = u32::from_be_bytes([
+                        self.head[0],
+                        self.head[1],
+                        self.head[2],
+                        self.head[3],
+                    ]);
                     if len < 8 {
                         return Err(FrameError::StartupTooShort { len });
                     }
@@ -429,7 +435,14 @@ mod tests {
             })
         );
         let second = framer.next(&input, &mut pos, |_| 0).unwrap();
-        assert!(matches!(second, Some(Frame::Message { tag: b'Z', raw: Some(_), .. })));
+        assert!(matches!(
+            second,
+            Some(Frame::Message {
+                tag: b'Z',
+                raw: Some(_),
+                ..
+            })
+        ));
         assert_eq!(framer.next(&input, &mut pos, |_| 0).unwrap(), None);
     }
 
@@ -445,7 +458,11 @@ mod tests {
                 frames,
                 vec![alloc::format!(
                     "{:?}",
-                    Frame::Message { tag: b'D', body: &[1, 2, 3, 4], raw: whole }
+                    Frame::Message {
+                        tag: b'D',
+                        body: &[1, 2, 3, 4],
+                        raw: whole
+                    }
                 )]
             );
             assert!(captured.at_boundary());
@@ -521,7 +538,10 @@ mod tests {
             server.next(b"S\x16", &mut pos, |_| 0).unwrap(),
             Some(Frame::EncryptionAnswer(b'S'))
         );
-        assert_eq!(server.next(b"S\x16", &mut pos, |_| 0), Err(FrameError::AfterEnd));
+        assert_eq!(
+            server.next(b"S\x16", &mut pos, |_| 0),
+            Err(FrameError::AfterEnd)
+        );
 
         let mut client = Framer::new(Side::Frontend, FramerLimits::default());
         let mut pos = 0;

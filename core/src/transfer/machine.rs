@@ -279,7 +279,10 @@ impl Machine {
                     return;
                 }
                 Ok(StartupPacket::Startup { params, .. }) => {
-                    if params.iter().any(|(n, _)| *n == self.config.dialect.token_param) {
+                    if params
+                        .iter()
+                        .any(|(n, _)| *n == self.config.dialect.token_param)
+                    {
                         self.close(now, CloseReason::ClientSentRevivalToken);
                         return;
                     }
@@ -318,7 +321,9 @@ impl Machine {
                 return;
             }
             let progress = match self.transfer.as_ref().map(|t| t.step) {
-                None | Some(Step::WaitSafePoint) => self.server_relay(now, &mut framer, &data, &mut pos),
+                None | Some(Step::WaitSafePoint) => {
+                    self.server_relay(now, &mut framer, &data, &mut pos)
+                }
                 Some(Step::State(expect)) => {
                     self.state_response(now, expect, &mut framer, &data, &mut pos)
                 }
@@ -365,7 +370,8 @@ impl Machine {
                 self.close(now, reason);
                 return Progress::Switched;
             }
-            let waiting = matches!(self.transfer.as_ref(), Some(t) if t.step == Step::WaitSafePoint);
+            let waiting =
+                matches!(self.transfer.as_ref(), Some(t) if t.step == Step::WaitSafePoint);
             if waiting && framer.at_boundary() && self.at_safe_point_with(framer) {
                 self.relay_run(Peer::Client, data, Some(start), *pos);
                 self.begin_transfer(now);

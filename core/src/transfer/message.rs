@@ -262,7 +262,10 @@ impl<'a> ErrorFields<'a> {
 
     /// The value of field `code`, if present.
     pub fn get(&self, code: u8) -> Option<&'a str> {
-        self.fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v)
+        self.fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| *v)
     }
 
     /// `SEVERITY SQLSTATE: message`, for logs and failure reasons.
@@ -535,7 +538,10 @@ mod tests {
         assert!(desc.has_columns(&["error", "transfer_key"]));
         assert!(!desc.has_columns(&["error"]));
         assert_eq!(parse_command_complete(b"SELECT 1\0"), Ok("SELECT 1"));
-        assert_eq!(parse_ready_for_query(b"T"), Ok(TransactionStatus::InTransaction));
+        assert_eq!(
+            parse_ready_for_query(b"T"),
+            Ok(TransactionStatus::InTransaction)
+        );
         assert_eq!(
             parse_ready_for_query(b"X"),
             Err(ParseError::UnknownStatus { status: b'X' })
@@ -572,8 +578,12 @@ mod tests {
 
     #[test]
     fn builders_roundtrip_through_parsers() {
-        let startup = build_startup_message([("user", "alice"), ("database", "db")], 10_000).unwrap();
-        assert_eq!(u32::from_be_bytes(startup[..4].try_into().unwrap()) as usize, startup.len());
+        let startup =
+            build_startup_message([("user", "alice"), ("database", "db")], 10_000).unwrap();
+        assert_eq!(
+            u32::from_be_bytes(startup[..4].try_into().unwrap()) as usize,
+            startup.len()
+        );
         match StartupPacket::parse(&startup[4..]).unwrap() {
             StartupPacket::Startup { version, params } => {
                 assert_eq!(version, PROTOCOL_3_0);

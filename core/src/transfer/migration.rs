@@ -11,8 +11,8 @@ use super::error::{CloseReason, Error, Failure};
 use super::frame::{header, Frame, Framer, Side};
 use super::machine::{Machine, Progress};
 use super::message::{
-    build_query, error_summary, parse_command_complete, parse_ready_for_query, BackendKey,
-    DataRow, RowDescription, TransactionStatus,
+    build_query, error_summary, parse_command_complete, parse_ready_for_query, BackendKey, DataRow,
+    RowDescription, TransactionStatus,
 };
 use super::output::{Output, Peer, Source, TransferOutcome, TransferResult};
 use crate::time::Instant;

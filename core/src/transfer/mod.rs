@@ -73,7 +73,9 @@ mod output;
 mod safepoint;
 
 pub use config::Config;
-pub use dialect::{Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER};
+pub use dialect::{
+    Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER,
+};
 pub use error::{CloseReason, Error, Failure, FrameError, ParseError};
 pub use machine::{Machine, MAX_TRANSFER_KEY_LEN};
 pub use metrics::{Histogram, Metrics};

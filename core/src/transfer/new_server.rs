@@ -9,8 +9,7 @@ use super::frame::{Frame, Framer};
 use super::machine::Machine;
 use super::message::{
     build_query, build_startup_message, build_terminate, error_summary, parse_command_complete,
-    parse_ready_for_query, Authentication, BackendKey, DataRow, RowDescription,
-    TransactionStatus,
+    parse_ready_for_query, Authentication, BackendKey, DataRow, RowDescription, TransactionStatus,
 };
 use super::migration::{Expect, Step};
 use super::output::{Output, Peer, Source, TransferResult};
@@ -77,9 +76,9 @@ impl Machine {
                     len: body_len.saturating_add(4),
                 }),
                 Ok(Some(Frame::Message { tag, body, .. })) => self.new_server_message(tag, body),
-                Ok(Some(Frame::Part { .. } | Frame::Startup { .. } | Frame::EncryptionAnswer(_))) => {
-                    Next::Continue
-                }
+                Ok(Some(
+                    Frame::Part { .. } | Frame::Startup { .. } | Frame::EncryptionAnswer(_),
+                )) => Next::Continue,
             };
             match next {
                 Next::Continue => {}
