@@ -182,10 +182,14 @@ impl Framer {
         )
     }
 
-    /// Bytes held in the framer's own buffers (a partial header or a captured body).
+    /// Bytes consumed but not yet handed out in a frame: a partial header, or the header and
+    /// body so far of a message being assembled.
     pub fn buffered_len(&self) -> usize {
-        let assembling = matches!(self.state, State::Capture { .. } | State::StartupBody(_));
-        self.head_len + if assembling { self.buf.len() } else { 0 }
+        match self.state {
+            State::Capture { .. } => 5 + self.buf.len(),
+            State::StartupBody(_) => 4 + self.buf.len(),
+            _ => self.head_len,
+        }
     }
 
     /// Capacity of the framer's buffers, for memory accounting.
