@@ -31,7 +31,13 @@ impl Histogram {
         if self.count == 0 {
             return None;
         }
-        let rank = ((self.count as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        // The rank is ceil(count * q), without `f64::ceil`, which needs std.
+        let scaled = self.count as f64 * q.clamp(0.0, 1.0);
+        let mut rank = scaled as u64;
+        if (rank as f64) < scaled {
+            rank += 1;
+        }
+        let rank = rank.max(1);
         let mut seen = 0;
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
