@@ -29,10 +29,11 @@ pub(super) enum Phase {
     Closed,
 }
 
-/// Whether a relay loop used up its input or handed over to another mode.
+/// Whether a relay loop used up its input, or must be called again (the mode may have
+/// changed).
 pub(super) enum Progress {
     Exhausted,
-    Switched,
+    Again,
 }
 
 /// Sits between one client and its server, relays both directions and moves the session to a
@@ -368,14 +369,14 @@ impl Machine {
             if let Err(reason) = result {
                 self.relay_run(Peer::Client, data, Some(start), before);
                 self.close(now, reason);
-                return Progress::Switched;
+                return Progress::Again;
             }
             let waiting =
                 matches!(self.transfer.as_ref(), Some(t) if t.step == Step::WaitSafePoint);
             if waiting && framer.at_boundary() && self.at_safe_point_with(framer) {
                 self.relay_run(Peer::Client, data, Some(start), *pos);
                 self.begin_transfer(now);
-                return Progress::Switched;
+                return Progress::Again;
             }
         }
         self.relay_run(Peer::Client, data, Some(start), *pos);

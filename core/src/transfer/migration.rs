@@ -211,7 +211,8 @@ impl Machine {
                 }),
             },
             Ok(Some(Frame::Message { tag, body, raw })) => {
-                let raw = match raw {
+                // The message's bytes, should it have to be relayed.
+                let raw = || match raw {
                     Some(range) => data.slice(range),
                     None => {
                         let mut whole = Vec::with_capacity(body.len() + 5);
@@ -226,9 +227,8 @@ impl Machine {
         };
         if let Err(failure) = verdict {
             self.close(now, CloseReason::TransferFatal(failure));
-            return Progress::Switched;
         }
-        Progress::Switched
+        Progress::Again
     }
 
     /// One whole message of the state response. `Err` is fatal.
@@ -238,7 +238,7 @@ impl Machine {
         expect: Expect,
         tag: u8,
         body: &[u8],
-        raw: Bytes,
+        raw: impl FnOnce() -> Bytes,
     ) -> Result<(), Failure> {
         if tag == b'E' {
             // It may answer the state query or anything else: the session state is unknown.
@@ -259,7 +259,7 @@ impl Machine {
                 self.set_step(Step::State(Expect::DataRow));
             } else {
                 // Not ours (a notice, or a message for the client): relay it.
-                self.transmit(Peer::Client, Source::Server, raw);
+                self.transmit(Peer::Client, Source::Server, raw());
             }
             return Ok(());
         }

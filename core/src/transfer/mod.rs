@@ -59,6 +59,23 @@
 //!
 //! [`Machine::cancel_keys`] gives the key the client knows and the key of the server the
 //! session is on, so an adapter can route a CancelRequest after a move (a TODO in CockroachDB).
+//!
+//! # Driving it
+//!
+//! An adapter owns the sockets (plaintext: it terminates TLS itself) and, after every input,
+//! drains [`Machine::poll_output`]:
+//!
+//! - [`Output::Transmit`]: write the bytes to that peer, in order.
+//! - [`Output::DialNewServer`]: connect, then call [`Machine::handle_new_server_connected`]
+//!   (or [`Machine::handle_new_server_failed`]); feed what it sends to
+//!   [`Machine::handle_new_server_input`].
+//! - [`Output::CloseOldServer`]: close the current server connection; the new one becomes
+//!   current, and its bytes go to [`Machine::handle_server_input`] from now on.
+//! - [`Output::CloseNewServer`], [`Output::CloseClient`]: close those connections.
+//! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
+//!
+//! Then it arms a timer for [`Machine::poll_timeout`] and calls [`Machine::handle_timeout`]
+//! when it fires. An idle session has no deadline at all.
 
 mod config;
 mod dialect;
