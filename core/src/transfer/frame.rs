@@ -489,6 +489,22 @@ mod tests {
         }
     }
 
+    /// Found by the `transfer_framer` fuzz target: the header of a message being assembled was
+    /// consumed but counted nowhere.
+    #[test]
+    fn consumed_bytes_are_handed_out_or_buffered() {
+        let mut framer = Framer::new(Side::Backend, FramerLimits::default());
+        let mut pos = 0;
+        let input = [b'N', 0, 0, 5, 7];
+        assert_eq!(framer.next(&input, &mut pos, |_| 19_973), Ok(None));
+        assert_eq!(pos, 5);
+        assert_eq!(framer.buffered_len(), 5);
+        let mut client = Framer::new(Side::Frontend, FramerLimits::default());
+        let mut pos = 0;
+        assert_eq!(client.next(&[0, 0, 0, 9, 0], &mut pos, |_| 0), Ok(None));
+        assert_eq!(client.buffered_len(), 5);
+    }
+
     #[test]
     fn lengths_are_checked_before_buffering() {
         let limits = FramerLimits {
