@@ -32,7 +32,9 @@ fuzz_target!(|input: Input| {
     let mut rest = &input.data[..];
     let mut cuts = input.cuts.iter();
     while !rest.is_empty() {
-        let n = cuts.next().map_or(rest.len(), |&c| usize::from(c).clamp(1, rest.len()));
+        let n = cuts
+            .next()
+            .map_or(rest.len(), |&c| usize::from(c).clamp(1, rest.len()));
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let mut pos = 0;
@@ -62,7 +64,11 @@ fuzz_target!(|input: Input| {
                 Err(_) => return,
             }
         }
-        assert_eq!(pos, chunk.len(), "the framer consumes every byte it is given");
+        assert_eq!(
+            pos,
+            chunk.len(),
+            "the framer consumes every byte it is given"
+        );
         consumed += chunk.len();
         // Everything consumed is either handed out or buffered, in order.
         assert_eq!(rebuilt.len() + framer.buffered_len(), consumed);

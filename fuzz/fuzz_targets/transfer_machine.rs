@@ -76,9 +76,21 @@ fn columns(names: &[&str]) -> Vec<u8> {
 fn render(m: &Msg, key: &str) -> Vec<u8> {
     match m {
         Msg::Raw(b) => b.clone(),
-        Msg::Ready(s) => msg(b'Z', &[*[b'I', b'T', b'E', *s].get(usize::from(*s % 5)).unwrap_or(&b'I')]),
+        Msg::Ready(s) => {
+            let status = match s % 4 {
+                0 => b'I',
+                1 => b'T',
+                2 => b'E',
+                _ => *s,
+            };
+            msg(b'Z', &[status])
+        }
         Msg::Complete(state) => {
-            let tag: &[u8] = if *state { b"SHOW TRANSFER STATE 1\0" } else { b"SELECT 1\0" };
+            let tag: &[u8] = if *state {
+                b"SHOW TRANSFER STATE 1\0"
+            } else {
+                b"SELECT 1\0"
+            };
             msg(b'C', tag)
         }
         Msg::StateRow { error, key: good } => {
@@ -94,7 +106,10 @@ fn render(m: &Msg, key: &str) -> Vec<u8> {
         Msg::Key(k) => msg(b'K', &[k.to_be_bytes(), [0, 0, 0, 1]].concat()),
         Msg::Deserialize(t) => row(&[Some(if *t { b"t" } else { b"f" })]),
         Msg::DeserializeColumn => columns(&["crdb_internal.deserialize_session"]),
-        Msg::Copy(k) => msg([b'G', b'H', b'W', b'c', b'd'][usize::from(*k % 5)], &[0, 0, 0]),
+        Msg::Copy(k) => msg(
+            [b'G', b'H', b'W', b'c', b'd'][usize::from(*k % 5)],
+            &[0, 0, 0],
+        ),
         Msg::Notice => msg(b'N', b"Mhi\0\0"),
     }
 }
@@ -123,7 +138,9 @@ fuzz_target!(|ops: Vec<Op>| {
     for op in ops {
         let key = format!("k{keys}");
         let mut client = |m: &mut Machine, data: Vec<u8>| {
-            if m.handle_client_input(now, Bytes::from(data.clone())).is_ok() {
+            if m.handle_client_input(now, Bytes::from(data.clone()))
+                .is_ok()
+            {
                 sent.extend_from_slice(&data);
             }
         };
