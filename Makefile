@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow bench-mux-core
+	bench bench-codec bench-flow bench-mux-core bench-transfer-core
 
 all: test
 
@@ -80,7 +80,7 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-mux-core bench-flow
+bench: bench-codec bench-mux-core bench-flow bench-transfer-core
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
@@ -96,3 +96,6 @@ bench-flow:
 		| tee -a target/bench-flow.txt
 	@grep -E '^(admit_cycle_ns|over_admission_bytes|slow_stream_regular_rate_ratio|heartbeat_max_wait_ns)=' \
 		target/bench-flow.txt
+
+bench-transfer-core:
+	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench transfer

@@ -34,6 +34,7 @@ extern crate std;
 pub mod flow;
 pub mod mux;
 pub mod time;
+pub mod transfer;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -1,0 +1,100 @@
+//! What the servers are asked during a transfer: the dialect.
+//!
+//! CockroachDB answers `SHOW TRANSFER STATE` and `crdb_internal.deserialize_session` natively.
+//! Stock PostgreSQL plays the same part with the SQL functions in [`POSTGRES_EMULATION_SQL`].
+//!
+//! ```
+//! use weir::transfer::Dialect;
+//!
+//! let crdb = Dialect::cockroachdb();
+//! assert_eq!(crdb.state_query("k1"), "SHOW TRANSFER STATE WITH 'k1'");
+//! let pg = Dialect::postgres();
+//! assert_eq!(pg.token_param, "weir.session_revival_token");
+//! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("deserialize_session(state bytea)"));
+//! ```
+
+use alloc::string::String;
+
+/// The SQL that lets stock PostgreSQL answer [`Dialect::postgres`]: a schema `weir` with
+/// `show_transfer_state(key text) RETURNS TABLE(error, session_state_base64,
+/// session_revival_token_base64, transfer_key)` and `deserialize_session(bytea) RETURNS boolean`,
+/// which replays the session's `SET` values with `set_config`. Custom placeholder settings
+/// (`SET myapp.x = ...`) are not listed in `pg_settings` and so are not carried over.
+pub const POSTGRES_EMULATION_SQL: &str = include_str!("postgres_emulation.sql");
+
+/// The columns the state query must return, in this order.
+pub const STATE_COLUMNS: [&str; 4] = [
+    "error",
+    "session_state_base64",
+    "session_revival_token_base64",
+    "transfer_key",
+];
+
+/// The placeholder for the transfer key in [`Dialect::state_query_template`].
+pub const KEY_PLACEHOLDER: &str = "{key}";
+/// The placeholder for the base64 state in [`Dialect::deserialize_query_template`].
+pub const STATE_PLACEHOLDER: &str = "{state}";
+
+/// The queries, tags and names one kind of server uses for a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Dialect {
+    /// The state query, with [`KEY_PLACEHOLDER`] where the transfer key goes.
+    pub state_query_template: String,
+    /// The CommandComplete tag that ends the state query's response.
+    pub state_tag: String,
+    /// The startup parameter that carries the revival token to the new server.
+    pub token_param: String,
+    /// The deserialize query, with [`STATE_PLACEHOLDER`] where the base64 state goes.
+    pub deserialize_query_template: String,
+    /// The name of the single column the deserialize query returns.
+    pub deserialize_column: String,
+    /// The CommandComplete tag that ends the deserialize query's response.
+    pub deserialize_tag: String,
+}
+
+impl Dialect {
+    /// CockroachDB's own statements (sqlproxyccl).
+    pub fn cockroachdb() -> Dialect {
+        Dialect {
+            state_query_template: "SHOW TRANSFER STATE WITH '{key}'".into(),
+            state_tag: "SHOW TRANSFER STATE 1".into(),
+            token_param: "crdb:session_revival_token_base64".into(),
+            deserialize_query_template:
+                "SELECT crdb_internal.deserialize_session(decode('{state}', 'base64'))".into(),
+            deserialize_column: "crdb_internal.deserialize_session".into(),
+            deserialize_tag: "SELECT 1".into(),
+        }
+    }
+
+    /// Stock PostgreSQL with [`POSTGRES_EMULATION_SQL`] installed.
+    pub fn postgres() -> Dialect {
+        Dialect {
+            state_query_template: "SELECT * FROM weir.show_transfer_state('{key}')".into(),
+            state_tag: "SELECT 1".into(),
+            token_param: "weir.session_revival_token".into(),
+            deserialize_query_template:
+                "SELECT weir.deserialize_session(decode('{state}', 'base64'))".into(),
+            deserialize_column: "deserialize_session".into(),
+            deserialize_tag: "SELECT 1".into(),
+        }
+    }
+
+    /// The state query for `key`.
+    pub fn state_query(&self, key: &str) -> String {
+        self.state_query_template.replace(KEY_PLACEHOLDER, key)
+    }
+
+    /// The deserialize query for the base64 `state`.
+    pub fn deserialize_query(&self, state: &str) -> String {
+        self.deserialize_query_template
+            .replace(STATE_PLACEHOLDER, state)
+    }
+}
+
+impl Default for Dialect {
+    /// [`Dialect::cockroachdb`].
+    fn default() -> Self {
+        Dialect::cockroachdb()
+    }
+}

@@ -1,0 +1,100 @@
+//! Moving a live PostgreSQL-wire session from one server to another without the client noticing.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use weir::time::Instant;
+//! use weir::transfer::message::build_startup_message;
+//! use weir::transfer::{Config, Machine, Output, Peer, Transmit};
+//!
+//! let now = Instant::from_secs(1);
+//! let mut m = Machine::new(Config::default());
+//! let startup = build_startup_message([("user", "alice")], 10_000).unwrap();
+//! m.handle_client_input(now, startup).unwrap();
+//! // AuthenticationOk, BackendKeyData, ReadyForQuery (idle).
+//! let greeting = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\0\x07\0\0\0\x2aZ\0\0\0\x05I";
+//! m.handle_server_input(now, Bytes::from_static(greeting)).unwrap();
+//! while m.poll_output().is_some() {}
+//!
+//! // The session is idle, so the state query goes out at once.
+//! m.request_transfer(now, "key1").unwrap();
+//! match m.poll_output() {
+//!     Some(Output::Transmit(Transmit { to: Peer::Server, data, .. })) => {
+//!         assert_eq!(&data[5..], b"SHOW TRANSFER STATE WITH 'key1'\0");
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! // Client bytes sent now are held until the transfer ends.
+//! m.handle_client_input(now, Bytes::from_static(b"Q\0\0\0\x0dSELECT 1\0")).unwrap();
+//! assert_eq!(m.poll_output(), None);
+//! assert_eq!(m.poll_timeout(), Some(Instant::from_secs(16)));
+//! assert_eq!(m.cancel_keys().client.map(|k| k.process_id), Some(7));
+//! ```
+//!
+//! # The protocol
+//!
+//! The [`Machine`] relays bytes between a client and its server, passing them through unchanged
+//! and in pieces (a 100 MB DataRow never sits in memory whole) while a [`frame::Framer`] per
+//! direction tracks message boundaries. On [`Machine::request_transfer`] it follows
+//! CockroachDB's sqlproxy protocol, with weir's changes marked *weir*:
+//!
+//! 1. Wait for a safe point (*weir*: wait up to the deadline instead of refusing at once): both
+//!    streams at a message boundary, no Query, FunctionCall or Sync without its ReadyForQuery
+//!    (*weir*: counted, so pipelined clients are safe), no extended-protocol message waiting for
+//!    its Sync, no COPY running, and the last ReadyForQuery said idle (*weir*: `I`, since a
+//!    failed transaction makes the state query itself fail).
+//! 2. Hold client bytes from here on (bounded by [`Config::max_held_client_bytes`]); they are
+//!    relayed once, in order, to whichever server the session ends on.
+//! 3. Send the [`Dialect`]'s state query with the caller's key. Relay server messages to the
+//!    client until a RowDescription of exactly `error, session_state_base64,
+//!    session_revival_token_base64, transfer_key`, then require a DataRow with the key, the
+//!    expected CommandComplete tag and ReadyForQuery. An ErrorResponse here is ambiguous, so
+//!    fatal; so is a deadline passing (the non-recoverable window).
+//! 4. A non-null `error` column is recoverable: the session resumes on the old server.
+//! 5. [`Output::DialNewServer`] with the client's startup parameters plus the revival token;
+//!    consume the new server's greeting (keeping its BackendKeyData) up to ReadyForQuery.
+//! 6. Send the deserialize query; require its single column, `t`, its tag and an idle
+//!    ReadyForQuery.
+//! 7. Success closes the old server; a recoverable failure closes the new one; a fatal one
+//!    closes the client. Every transfer ends in one [`Output::Outcome`].
+//!
+//! [`Machine::cancel_keys`] gives the key the client knows and the key of the server the
+//! session is on, so an adapter can route a CancelRequest after a move (a TODO in CockroachDB).
+//!
+//! # Driving it
+//!
+//! An adapter owns the sockets (plaintext: it terminates TLS itself) and, after every input,
+//! drains [`Machine::poll_output`]:
+//!
+//! - [`Output::Transmit`]: write the bytes to that peer, in order.
+//! - [`Output::DialNewServer`]: connect, then call [`Machine::handle_new_server_connected`]
+//!   (or [`Machine::handle_new_server_failed`]); feed what it sends to
+//!   [`Machine::handle_new_server_input`].
+//! - [`Output::CloseOldServer`]: close the current server connection; the new one becomes
+//!   current, and its bytes go to [`Machine::handle_server_input`] from now on.
+//! - [`Output::CloseNewServer`], [`Output::CloseClient`]: close those connections.
+//! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
+//!
+//! Then it arms a timer for [`Machine::poll_timeout`] and calls [`Machine::handle_timeout`]
+//! when it fires. An idle session has no deadline at all.
+
+mod config;
+mod dialect;
+mod error;
+pub mod frame;
+mod machine;
+pub mod message;
+mod metrics;
+mod migration;
+mod new_server;
+mod output;
+mod safepoint;
+
+pub use config::Config;
+pub use dialect::{
+    Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER,
+};
+pub use error::{CloseReason, Error, Failure, FrameError, ParseError};
+pub use machine::{Machine, MAX_TRANSFER_KEY_LEN};
+pub use metrics::{Histogram, Metrics};
+pub use output::{CancelKeys, Output, Peer, Source, TransferOutcome, TransferResult, Transmit};
+pub use safepoint::SafePoint;

@@ -1,0 +1,106 @@
+//! What the migration machine asks its caller to do.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use bytes::Bytes;
+
+use super::error::{CloseReason, Failure};
+use super::message::BackendKey;
+
+/// One of the three connections the machine talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Peer {
+    /// The client.
+    Client,
+    /// The server the session is on (after a successful transfer, the new one).
+    Server,
+    /// The server being set up during a transfer.
+    NewServer,
+}
+
+/// Where the bytes of a [`Transmit`] come from. Adapters can ignore it; it lets tests and
+/// monitors check that relayed streams are never reordered, lost or repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Source {
+    /// Relayed from the client.
+    Client,
+    /// Relayed from a server.
+    Server,
+    /// Written by the machine itself (state query, StartupMessage, deserialize query,
+    /// Terminate).
+    Machine,
+}
+
+/// Bytes to write to one peer, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Who to write to.
+    pub to: Peer,
+    /// Where the bytes come from.
+    pub source: Source,
+    /// The bytes (a slice of an input where they were relayed unchanged).
+    pub data: Bytes,
+}
+
+/// How a transfer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferResult {
+    /// The session is on the new server; the old one was closed.
+    Success,
+    /// The transfer failed; the session goes on, on the old server.
+    Recoverable(Failure),
+    /// The transfer failed where the session's state was unknown; the client was closed.
+    Fatal(Failure),
+}
+
+/// The end of one transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferOutcome {
+    /// The key the caller passed to `request_transfer`.
+    pub key: String,
+    /// How it ended.
+    pub result: TransferResult,
+    /// From the request to this outcome, waiting for a safe point included.
+    pub latency: Duration,
+}
+
+/// An action for the caller, drained with [`super::Machine::poll_output`] in the order the
+/// machine produced them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Write bytes to a peer.
+    Transmit(Transmit),
+    /// Connect to a new server (TCP, and TLS if the adapter wants it) and report
+    /// `handle_new_server_connected`; the machine then writes a StartupMessage with exactly
+    /// these parameters, the revival token among them.
+    DialNewServer {
+        /// The client's startup parameters plus the revival token.
+        params: Vec<(String, String)>,
+    },
+    /// Close the connection to the server the session just left. From the next output on,
+    /// [`Peer::Server`] means the former new server.
+    CloseOldServer,
+    /// Close the connection to the new server: the transfer failed.
+    CloseNewServer,
+    /// Close the client connection (and with it every server connection): the session is over.
+    CloseClient(CloseReason),
+    /// A transfer ended.
+    Outcome(TransferOutcome),
+    /// The client connection carried a CancelRequest for this key, which the machine does not
+    /// forward: route it to the server that owns the key (see `Machine::cancel_keys`).
+    CancelRequest(BackendKey),
+}
+
+/// The cancel keys of a session: what the client knows and what the current server expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelKeys<'a> {
+    /// The BackendKeyData the client received at startup (from the first server).
+    pub client: Option<&'a BackendKey>,
+    /// The BackendKeyData of the server the session is on now.
+    pub server: Option<&'a BackendKey>,
+}

@@ -1,0 +1,196 @@
+//! The migration machine under arbitrary client, server and new-server bytes interleaved with
+//! transfer requests, dial results and timeouts: no panic, bounded memory, the client stream
+//! relayed to servers is always a prefix of what the client sent, and the transfer counters add
+//! up.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use weir::time::Instant;
+use weir::transfer::message::build_startup_message;
+use weir::transfer::{Config, Machine, Output, Source, STATE_COLUMNS};
+
+/// A server message built from parts, so that the fuzzer reaches deep states quickly.
+#[derive(Debug, Arbitrary)]
+enum Msg {
+    Raw(Vec<u8>),
+    Ready(u8),
+    Complete(bool),
+    StateRow { error: bool, key: bool },
+    StateColumns,
+    AuthOk,
+    Key(u32),
+    Deserialize(bool),
+    DeserializeColumn,
+    Copy(u8),
+    Notice,
+}
+
+#[derive(Debug, Arbitrary)]
+enum Op {
+    Client(Vec<u8>),
+    ClientQuery,
+    ClientSync,
+    ClientParse,
+    Server(Msg),
+    NewServer(Msg),
+    Request(bool),
+    Connected,
+    Failed,
+    Advance(u16),
+    Split(Vec<u8>, u8),
+}
+
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn row(values: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut b = (values.len() as i16).to_be_bytes().to_vec();
+    for v in values {
+        match v {
+            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(v) => {
+                b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                b.extend_from_slice(v);
+            }
+        }
+    }
+    msg(b'D', &b)
+}
+
+fn columns(names: &[&str]) -> Vec<u8> {
+    let mut b = (names.len() as i16).to_be_bytes().to_vec();
+    for n in names {
+        b.extend_from_slice(n.as_bytes());
+        b.push(0);
+        b.extend_from_slice(&[0; 18]);
+    }
+    msg(b'T', &b)
+}
+
+fn render(m: &Msg, key: &str) -> Vec<u8> {
+    match m {
+        Msg::Raw(b) => b.clone(),
+        Msg::Ready(s) => {
+            let status = match s % 4 {
+                0 => b'I',
+                1 => b'T',
+                2 => b'E',
+                _ => *s,
+            };
+            msg(b'Z', &[status])
+        }
+        Msg::Complete(state) => {
+            let tag: &[u8] = if *state {
+                b"SHOW TRANSFER STATE 1\0"
+            } else {
+                b"SELECT 1\0"
+            };
+            msg(b'C', tag)
+        }
+        Msg::StateRow { error, key: good } => {
+            let k: &[u8] = if *good { key.as_bytes() } else { b"other" };
+            if *error {
+                row(&[Some(b"busy"), None, None, Some(k)])
+            } else {
+                row(&[None, Some(b"c3RhdGU="), Some(b"dG9r"), Some(k)])
+            }
+        }
+        Msg::StateColumns => columns(&STATE_COLUMNS),
+        Msg::AuthOk => msg(b'R', &[0, 0, 0, 0]),
+        Msg::Key(k) => msg(b'K', &[k.to_be_bytes(), [0, 0, 0, 1]].concat()),
+        Msg::Deserialize(t) => row(&[Some(if *t { b"t" } else { b"f" })]),
+        Msg::DeserializeColumn => columns(&["crdb_internal.deserialize_session"]),
+        Msg::Copy(k) => msg(
+            [b'G', b'H', b'W', b'c', b'd'][usize::from(*k % 5)],
+            &[0, 0, 0],
+        ),
+        Msg::Notice => msg(b'N', b"Mhi\0\0"),
+    }
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let config = Config {
+        max_held_client_bytes: 4096,
+        max_held_server_bytes: 1024,
+        max_transfer_response_len: 8192,
+        ..Config::default()
+    };
+    let bound = config.max_held_client_bytes
+        + config.max_held_server_bytes
+        + config.max_transfer_response_len as usize
+        + config.framer.max_startup_len as usize
+        + 3 * config.max_small_message_len as usize;
+    let mut m = Machine::new(config);
+    let mut now = Instant::from_secs(1);
+    let mut sent = Vec::new();
+    let mut relayed = Vec::new();
+    let mut keys = 0u32;
+    let startup = build_startup_message([("user", "fuzz")], 10_000).unwrap();
+    if m.handle_client_input(now, startup.clone()).is_ok() {
+        sent.extend_from_slice(&startup);
+    }
+    for op in ops {
+        let key = format!("k{keys}");
+        let mut client = |m: &mut Machine, data: Vec<u8>| {
+            if m.handle_client_input(now, Bytes::from(data.clone()))
+                .is_ok()
+            {
+                sent.extend_from_slice(&data);
+            }
+        };
+        match op {
+            Op::Client(data) => client(&mut m, data),
+            Op::ClientQuery => client(&mut m, msg(b'Q', b"SELECT 1\0")),
+            Op::ClientSync => client(&mut m, msg(b'S', b"")),
+            Op::ClientParse => client(&mut m, msg(b'P', b"\0SELECT 1\0\0\0")),
+            Op::Server(msg) => {
+                let _ = m.handle_server_input(now, Bytes::from(render(&msg, &key)));
+            }
+            Op::NewServer(msg) => {
+                let _ = m.handle_new_server_input(now, Bytes::from(render(&msg, &key)));
+            }
+            Op::Split(data, at) => {
+                let at = usize::from(at).min(data.len());
+                let (a, b) = data.split_at(at);
+                client(&mut m, a.to_vec());
+                client(&mut m, b.to_vec());
+            }
+            Op::Request(fresh) => {
+                if fresh {
+                    keys += 1;
+                }
+                let _ = m.request_transfer(now, &format!("k{keys}"));
+            }
+            Op::Connected => {
+                let _ = m.handle_new_server_connected(now);
+            }
+            Op::Failed => {
+                let _ = m.handle_new_server_failed(now, "fuzz");
+            }
+            Op::Advance(ms) => {
+                now = now + core::time::Duration::from_millis(u64::from(ms) * 16);
+                m.handle_timeout(now);
+            }
+        }
+        while let Some(out) = m.poll_output() {
+            if let Output::Transmit(t) = out {
+                if t.source == Source::Client {
+                    relayed.extend_from_slice(&t.data);
+                }
+            }
+        }
+        assert!(relayed.len() <= sent.len());
+        assert_eq!(&relayed[..], &sent[..relayed.len()]);
+        assert!(m.buffered_len() <= bound, "{} > {bound}", m.buffered_len());
+        let metrics = m.metrics();
+        let ended = metrics.success + metrics.error_fatal + metrics.error_recoverable;
+        let running = u64::from(m.is_transferring());
+        assert_eq!(metrics.attempted, ended + running);
+    }
+});
