@@ -23,6 +23,42 @@
 //! let kinds: Vec<Kind> = core::iter::from_fn(|| reader.read(&mut wire).unwrap()).map(|p| p.kind).collect();
 //! assert_eq!(kinds, [Kind::INVOKE, Kind::MESSAGE, Kind::CLOSE_SEND]);
 //! ```
+//!
+//! [`transfer`]: moving a live PostgreSQL-wire session to another server at a safe point.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use weir::time::Instant;
+//! use weir::transfer::{message::build_startup_message, Config, Machine, Output, Peer, Transmit};
+//!
+//! let now = Instant::ZERO;
+//! let mut session = Machine::new(Config::default());
+//! session.handle_client_input(now, build_startup_message([("user", "ada")], 10_000).unwrap()).unwrap();
+//! // The server greets: AuthenticationOk, BackendKeyData, ReadyForQuery (idle).
+//! let greeting = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\0\x07\0\0\0\x2aZ\0\0\0\x05I";
+//! session.handle_server_input(now, Bytes::from_static(greeting)).unwrap();
+//! while session.poll_output().is_some() {}
+//! // Idle is a safe point: asking for a transfer sends the state query at once.
+//! session.request_transfer(now, "key").unwrap();
+//! assert!(matches!(session.poll_output(), Some(Output::Transmit(Transmit { to: Peer::Server, .. }))));
+//! ```
+//!
+//! [`flow`]: flow-control token budgets for replication traffic.
+//!
+//! ```
+//! use weir::flow::{Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets};
+//! use weir::time::Instant;
+//!
+//! let mut fc = FlowControl::new(Config::default());
+//! let replicas = [StreamId::new(1, 1), StreamId::new(1, 2), StreamId::new(1, 3)];
+//! for s in replicas {
+//!     fc.connect_stream(Instant::ZERO, s, LogPosition::new(1, 0)).unwrap();
+//! }
+//! let targets = Targets::majority(&replicas);
+//! let admitted = fc.admit(Instant::ZERO, RequestId(1), Class::Regular, 4096, &targets).unwrap();
+//! assert!(matches!(admitted, Admission::Admitted(_)));
+//! fc.check_invariants().unwrap();
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
