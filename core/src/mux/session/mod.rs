@@ -82,3 +82,6 @@ pub struct Metrics {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mux_tests;

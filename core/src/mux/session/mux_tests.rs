@@ -1,0 +1,246 @@
+//! Unit tests of mux mode: fairness, credit and its wire bytes, and the limits.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::{Config, Event, Recv, Role, Session, SessionError};
+use crate::mux::wire::{parse_frame, put_varint, Frame, Id, Kind, Metadata, SplitSize, WireError};
+use crate::time::Instant;
+
+const NOW: Instant = Instant::ZERO;
+
+fn config() -> Config {
+    Config {
+        split_size: SplitSize::new(1024).unwrap(),
+        initial_stream_window: 4096,
+        max_stream_window: 4096,
+        initial_connection_window: 1 << 20,
+        ..Config::mux()
+    }
+}
+
+fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let frame = Frame {
+        kind,
+        done: true,
+        control,
+        id: Id::new(stream, message),
+        data,
+    };
+    frame.encode(&mut out).unwrap();
+    out
+}
+
+fn window_update(stream: u64, credit: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_varint(&mut data, credit);
+    frame(Kind::WINDOW_UPDATE, true, stream, 0, &data)
+}
+
+/// (kind, stream, message, data length, done) of every frame in `wire`.
+fn frames(wire: &[u8]) -> Vec<(Kind, u64, u64, usize, bool)> {
+    let mut rest = wire;
+    let mut out = Vec::new();
+    while let Some((f, used)) = parse_frame(rest).unwrap() {
+        out.push((f.kind, f.id.stream, f.id.message, f.data.len(), f.done));
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    out
+}
+
+fn drain(session: &mut Session) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(bytes) = session.poll_transmit() {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+#[test]
+fn a_small_message_waits_behind_at_most_one_frame_of_a_large_one() {
+    let config = Config {
+        initial_stream_window: 8 << 20,
+        max_stream_window: 8 << 20,
+        initial_connection_window: 8 << 20,
+        max_transmit: 16 << 20,
+        ..config()
+    };
+    let mut client = Session::new(Role::Client, config);
+    let big = client.open_stream(NOW, "/big", &Metadata::new()).unwrap();
+    let small = client.open_stream(NOW, "/small", &Metadata::new()).unwrap();
+    client
+        .send(NOW, big, Bytes::from(vec![1u8; 4 << 20]))
+        .unwrap();
+    client
+        .send(NOW, small, Bytes::from(vec![2u8; 100]))
+        .unwrap();
+    let sent = frames(&drain(&mut client));
+    let messages: Vec<_> = sent.iter().filter(|f| f.0 == Kind::MESSAGE).collect();
+    let small_at = messages.iter().position(|f| f.1 == small).unwrap();
+    assert!(
+        small_at <= 1,
+        "the small message came after {small_at} frames"
+    );
+    assert_eq!(messages.len(), (4 << 20) / 1024 + 1);
+}
+
+#[test]
+fn reading_returns_credit_in_a_window_update() {
+    let mut server = Session::new(Role::Server, config());
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, &[7; 2048]))
+        .unwrap();
+    // Half the stream window is held unread: no credit yet (the connection's went back on
+    // arrival only once half of its own window had come in).
+    assert_eq!(server.poll_transmit(), None);
+    assert!(matches!(server.read(1), Ok(Recv::Message(m)) if m.len() == 2048));
+    assert_eq!(
+        server.poll_transmit().unwrap()[..],
+        window_update(1, 2048)[..]
+    );
+}
+
+#[test]
+fn sending_stops_at_the_peers_credit_and_resumes_on_a_window_update() {
+    let mut client = Session::new(Role::Client, config());
+    let stream = client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    client
+        .send(NOW, stream, Bytes::from(vec![3u8; 6000]))
+        .unwrap();
+    let first = frames(&drain(&mut client));
+    let sent: usize = first
+        .iter()
+        .filter(|f| f.0 == Kind::MESSAGE)
+        .map(|f| f.3)
+        .sum();
+    assert_eq!(sent, 4096, "exactly the initial stream window");
+    assert!(!first.last().unwrap().4, "the message is not done yet");
+    client
+        .handle_input(NOW, &window_update(stream, 1000))
+        .unwrap();
+    let second = frames(&drain(&mut client));
+    assert_eq!(second, [(Kind::MESSAGE, stream, 2, 1000, false)]);
+    client
+        .handle_input(NOW, &window_update(stream, 5000))
+        .unwrap();
+    let third = frames(&drain(&mut client));
+    assert_eq!(third, [(Kind::MESSAGE, stream, 2, 904, true)]);
+}
+
+#[test]
+fn data_past_the_granted_credit_fails_the_connection() {
+    let mut server = Session::new(Role::Server, config());
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    let too_much = frame(Kind::MESSAGE, false, 1, 2, &[0; 4097]);
+    assert_eq!(
+        server.handle_input(NOW, &too_much),
+        Err(SessionError::FlowControl(1))
+    );
+}
+
+#[test]
+fn a_full_send_queue_refuses_then_reports_writable() {
+    let config = Config {
+        send_buffer_per_stream: 2000,
+        ..config()
+    };
+    let mut client = Session::new(Role::Client, config);
+    let stream = client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    client
+        .send(NOW, stream, Bytes::from(vec![0u8; 1500]))
+        .unwrap();
+    let refused = client.send(NOW, stream, Bytes::from(vec![0u8; 1000]));
+    assert_eq!(refused, Err(SessionError::SendBufferFull(stream)));
+    drain(&mut client);
+    assert_eq!(client.poll_event(), Some(Event::Writable { stream }));
+    client
+        .send(NOW, stream, Bytes::from(vec![0u8; 1000]))
+        .unwrap();
+}
+
+#[test]
+fn a_cancel_or_close_before_the_invoke_leaves_nothing_behind() {
+    let mut server = Session::new(Role::Server, config());
+    server
+        .handle_input(NOW, &frame(Kind::CANCEL, true, 5, 1, b""))
+        .unwrap();
+    server
+        .handle_input(NOW, &frame(Kind::CLOSE, false, 6, 1, b""))
+        .unwrap();
+    assert_eq!(server.active_streams(), 0);
+    assert_eq!(server.poll_event(), None);
+    assert_eq!(server.poll_transmit(), None);
+}
+
+#[test]
+fn a_replay_on_any_stream_fails_the_connection_while_streams_interleave() {
+    let mut server = Session::new(Role::Server, config());
+    for stream in [1, 2] {
+        server
+            .handle_input(NOW, &frame(Kind::INVOKE, false, stream, 1, b"/a"))
+            .unwrap();
+    }
+    // Stream 1 goes on after stream 2 started: fine under mux rules.
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"x"))
+        .unwrap();
+    let replay = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 2, 1, b"y"));
+    assert!(matches!(
+        replay,
+        Err(SessionError::Wire(WireError::IdMonotonicity { .. }))
+    ));
+}
+
+#[test]
+fn a_malformed_window_update_fails_the_connection() {
+    let mut client = Session::new(Role::Client, config());
+    client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
+    let bad = frame(Kind::WINDOW_UPDATE, true, 1, 0, &[0x80]);
+    assert_eq!(
+        client.handle_input(NOW, &bad),
+        Err(SessionError::BadWindowUpdate(1))
+    );
+}
+
+#[test]
+fn a_window_grows_when_the_reader_keeps_up() {
+    let config = Config {
+        initial_stream_window: 4096,
+        max_stream_window: 16384,
+        ..config()
+    };
+    let mut server = Session::new(Role::Server, config);
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    let (mut read, mut granted) = (0u64, 0u64);
+    for message in 2..10 {
+        server
+            .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, message, &[1; 2048]))
+            .unwrap();
+        read += 2048;
+        assert!(matches!(server.read(1), Ok(Recv::Message(_))));
+        let out = drain(&mut server);
+        let mut rest = &out[..];
+        while let Some((f, used)) = parse_frame(rest).unwrap() {
+            if f.kind == Kind::WINDOW_UPDATE && f.id.stream == 1 {
+                granted += crate::mux::wire::read_varint(f.data).unwrap().unwrap().0;
+            }
+            rest = &rest[used..];
+        }
+    }
+    // Read as fast as it arrived (no time passed): every full window read doubled the window
+    // up to its maximum, so the peer was granted more than it used.
+    assert_eq!(read, 16384);
+    assert!(granted > read, "granted {granted} for {read} read");
+    assert!(granted <= read + 16384 - 4096, "grew past the maximum");
+}
