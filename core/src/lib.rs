@@ -15,4 +15,5 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod frontier;
 pub mod time;

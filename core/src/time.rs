@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(Instant::from_secs(u64::MAX), Instant::MAX);
         assert_eq!(Instant::MAX + Duration::from_nanos(1), Instant::MAX);
         assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
-        assert_eq!(Instant::from_nanos(5) - Instant::from_nanos(9), Duration::ZERO);
+        assert_eq!(
+            Instant::from_nanos(5) - Instant::from_nanos(9),
+            Duration::ZERO
+        );
         assert_eq!(Instant::ZERO.checked_add(Duration::MAX), None);
         assert_eq!(
             Instant::from_nanos(10).checked_add(Duration::from_nanos(5)),

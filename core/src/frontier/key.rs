@@ -1,0 +1,117 @@
+//! Owned byte keys, stored inline when short.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::borrow::Borrow;
+use core::cmp::Ordering;
+use core::hash::{Hash, Hasher};
+
+/// The longest key kept inline, without a heap allocation.
+const INLINE: usize = 14;
+
+/// An immutable owned key: short keys live inline (most encoded table keys are short), longer ones
+/// in a shared allocation so that cloning a key never copies its bytes.
+///
+/// The frontier copies every key it is given into a `Key`, so a caller that mutates its own buffer
+/// afterwards cannot disturb the ordering of the structure.
+#[derive(Clone)]
+pub(crate) enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Key {
+    /// The empty key, used to release the bytes of a freed slot.
+    pub(crate) const EMPTY: Key = Key::Inline {
+        len: 0,
+        bytes: [0; INLINE],
+    };
+
+    pub(crate) fn from_slice(key: &[u8]) -> Key {
+        if key.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            Key::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Shared(Arc::new(key.to_vec()))
+        }
+    }
+
+    pub(crate) fn from_vec(key: Vec<u8>) -> Key {
+        if key.len() <= INLINE {
+            Key::from_slice(&key)
+        } else {
+            Key::Shared(Arc::new(key))
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_long_keys_round_trip() {
+        for len in [0, 1, INLINE, INLINE + 1, 100] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert_eq!(Key::from_slice(&bytes).as_slice(), &bytes[..]);
+            assert_eq!(Key::from_vec(bytes.clone()).as_slice(), &bytes[..]);
+        }
+    }
+
+    #[test]
+    fn order_is_bytewise_whatever_the_storage() {
+        let short = Key::from_slice(b"abc");
+        let long = Key::from_slice(b"abcdefghijklmnopqrstuvwxyz");
+        assert!(short < long);
+        assert!(Key::from_slice(b"b") > long);
+        assert!(Key::from_slice(b"abc") == Key::from_vec(b"abc".to_vec()));
+    }
+
+    #[test]
+    fn a_key_fits_in_sixteen_bytes() {
+        assert_eq!(core::mem::size_of::<Key>(), 16);
+    }
+}
