@@ -22,6 +22,14 @@ pub struct FrontierConfig {
     pub max_entries: usize,
 }
 
+impl FrontierConfig {
+    /// This configuration with [`max_entries`](Self::max_entries) set.
+    pub fn with_max_entries(mut self, max_entries: usize) -> FrontierConfig {
+        self.max_entries = max_entries;
+        self
+    }
+}
+
 impl Default for FrontierConfig {
     fn default() -> FrontierConfig {
         FrontierConfig {

@@ -20,6 +20,26 @@ pub struct PolicyConfig {
     pub max_bytes: usize,
 }
 
+impl PolicyConfig {
+    /// This configuration with [`interval`](Self::interval) set.
+    pub fn with_interval(mut self, interval: Duration) -> PolicyConfig {
+        self.interval = interval;
+        self
+    }
+
+    /// This configuration with [`lag_threshold`](Self::lag_threshold) set.
+    pub fn with_lag_threshold(mut self, lag_threshold: Duration) -> PolicyConfig {
+        self.lag_threshold = lag_threshold;
+        self
+    }
+
+    /// This configuration with [`max_bytes`](Self::max_bytes) set.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> PolicyConfig {
+        self.max_bytes = max_bytes;
+        self
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> PolicyConfig {
         PolicyConfig {
