@@ -69,7 +69,10 @@ fn fresh(model: &Model) -> Option<(Frontier<Timestamp>, Timestamp)> {
 fn assert_restored(model: &Model, restored: &Frontier<Timestamp>, high_water: Timestamp) {
     for (&k, &t) in model {
         let got = *restored.get(&[k]).unwrap();
-        assert!(high_water <= got && got <= t, "key {k}: {got} outside [{high_water}, {t}]");
+        assert!(
+            high_water <= got && got <= t,
+            "key {k}: {got} outside [{high_water}, {t}]"
+        );
     }
 }
 

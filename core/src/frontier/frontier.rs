@@ -66,6 +66,8 @@ pub struct Frontier<T> {
     /// The slot at the head of the lowest timestamp's list, refreshed after every change.
     min: u32,
     max_entries: usize,
+    /// Reused between calls for the entries a merge absorbs.
+    scratch: Vec<u32>,
 }
 
 impl<T: Ord + Clone> Default for Frontier<T> {
@@ -84,6 +86,7 @@ impl<T: Ord + Clone> Frontier<T> {
             free: NIL,
             min: NIL,
             max_entries: config.max_entries.min(NIL as usize - 1),
+            scratch: Vec::new(),
         }
     }
 
@@ -206,10 +209,31 @@ impl<T: Ord + Clone> Frontier<T> {
     /// Moves the timestamp of every tracked key in `span` up to `ts`; keys already at or above
     /// `ts`, and keys not tracked, are left alone. Returns whether the frontier advanced.
     pub fn forward(&mut self, span: &Span, ts: T) -> Result<bool, FrontierError> {
-        let splits = self.splits_needed(span, &ts);
-        self.check_room(splits)?;
         let before = self.frontier().cloned();
-        self.forward_unchecked(span, &ts);
+        match self.exact(span) {
+            // The common case: the span is exactly one entry.
+            Some((left, i, right)) => {
+                if self.slots[i as usize].ts >= ts {
+                    return Ok(false);
+                }
+                self.set_ts(i, ts);
+                let survivor = match left {
+                    Some(l) if touch_and_match(&self.slots, l, i) => {
+                        self.absorb(l, i);
+                        l
+                    }
+                    _ => i,
+                };
+                if let Some(r) = right.filter(|&r| touch_and_match(&self.slots, survivor, r)) {
+                    self.absorb(survivor, r);
+                }
+            }
+            None => {
+                let cuts = self.cuts(span, &ts);
+                self.check_room(cuts.iter().flatten().count())?;
+                self.forward_range(span, &ts, cuts);
+            }
+        }
         self.refresh_min();
         Ok(matches!((before, self.frontier()), (Some(b), Some(a)) if *a > b))
     }
@@ -217,14 +241,15 @@ impl<T: Ord + Clone> Frontier<T> {
     /// Starts tracking `span` at `ts`: keys not yet tracked start at `ts`, tracked keys are
     /// forwarded to it (a timestamp is never lowered).
     pub fn add(&mut self, span: &Span, ts: T) -> Result<(), FrontierError> {
-        let needed = self.gaps(span).len() + self.splits_needed(span, &ts);
-        self.check_room(needed)?;
-        for (start, end) in self.gaps(span) {
-            let i = self.insert(start, end, ts.clone());
-            let i = self.merge_left(i);
-            self.merge_right(i);
+        let gaps = self.gaps(span);
+        let cuts = self.cuts(span, &ts);
+        self.check_room(gaps.len() + cuts.iter().flatten().count())?;
+        for (start, end) in gaps {
+            self.insert(start, end, ts.clone());
         }
-        self.forward_unchecked(span, &ts);
+        // New entries never straddle the span's ends, so the cuts found above still hold.
+        self.forward_range(span, &ts, cuts);
+        self.merge_around(span);
         self.refresh_min();
         Ok(())
     }
@@ -238,19 +263,45 @@ impl<T: Ord + Clone> Frontier<T> {
         Ok(())
     }
 
-    /// How many entries forwarding `span` to `ts` splits: one at each end of the span that falls
-    /// strictly inside an entry below `ts`.
-    fn splits_needed(&self, span: &Span, ts: &T) -> usize {
+    /// If `span` is exactly one entry: that entry with its neighbours, found in one descent of the
+    /// B-tree (the entry starting at the span's end, if any, comes first walking backwards).
+    fn exact(&self, span: &Span) -> Option<(Option<u32>, u32, Option<u32>)> {
+        let mut walk = self
+            .by_start
+            .range::<[u8], _>((Unbounded, Included(span.end())))
+            .rev();
+        let (mut key, mut i) = walk.next()?;
+        let mut right = None;
+        if key.as_slice() == span.end() {
+            right = Some(*i);
+            (key, i) = walk.next()?;
+        }
+        let i = *i;
+        let exact = key.as_slice() == span.start() && self.slots[i as usize].end == *span.end_key();
+        exact.then(|| (walk.next().map(|(_, &l)| l), i, right))
+    }
+
+    /// Moves the keys of entry `right` into entry `left`, its touching left neighbour.
+    fn absorb(&mut self, left: u32, right: u32) {
+        let end = mem::replace(&mut self.slots[right as usize].end, Key::EMPTY);
+        self.slots[left as usize].end = end;
+        self.remove(right);
+    }
+
+    /// The entries that forwarding `span` to `ts` must cut in two: one at each end of the span
+    /// that falls strictly inside an entry below `ts`.
+    fn cuts(&self, span: &Span, ts: &T) -> [Option<u32>; 2] {
         let cut = |at: &[u8]| {
             self.by_start
                 .range::<[u8], _>((Unbounded, Excluded(at)))
                 .next_back()
-                .is_some_and(|(_, &i)| {
+                .map(|(_, &i)| i)
+                .filter(|&i| {
                     let slot = &self.slots[i as usize];
                     at < slot.end.as_slice() && slot.ts < *ts
                 })
         };
-        usize::from(cut(span.start())) + usize::from(cut(span.end()))
+        [cut(span.start()), cut(span.end())]
     }
 
     /// The untracked runs of keys inside `span`.
@@ -271,27 +322,80 @@ impl<T: Ord + Clone> Frontier<T> {
         gaps
     }
 
-    fn forward_unchecked(&mut self, span: &Span, ts: &T) {
-        let end = span.end();
-        let mut cursor = span.start_key().clone();
-        while let Some(mut i) = self.first_overlapping(cursor.as_slice(), end) {
-            if self.slots[i as usize].ts < *ts {
-                if self.slots[i as usize].start < cursor {
-                    i = self.split(i, cursor);
-                }
-                if self.slots[i as usize].end.as_slice() > end {
-                    self.split(i, span.end_key().clone());
-                }
-                self.set_ts(i, ts.clone());
-                i = self.merge_left(i);
-                self.merge_right(i);
+    /// Forwards every entry inside `span` after cutting the entries found by [`Self::cuts`].
+    ///
+    /// The B-tree ordered by start key is walked once, without changes, while the moved entries
+    /// are chained and spliced into their new timestamp's list in one step; merging follows.
+    fn forward_range(&mut self, span: &Span, ts: &T, cuts: [Option<u32>; 2]) {
+        let [at_start, at_end] = cuts;
+        if let Some(i) = at_start {
+            let right = self.split(i, span.start_key().clone());
+            // One entry may straddle both ends: the end cut then falls in its right-hand piece.
+            if at_end == Some(i) {
+                self.split(right, span.end_key().clone());
             }
-            let slot_end = &self.slots[i as usize].end;
-            if slot_end.as_slice() >= end {
-                return;
-            }
-            cursor = slot_end.clone();
         }
+        if let Some(i) = at_end.filter(|&i| Some(i) != at_start) {
+            self.split(i, span.end_key().clone());
+        }
+        let (mut head, mut tail) = (NIL, NIL);
+        let range = (Included(span.start()), Excluded(span.end()));
+        for (_, &i) in self.by_start.range::<[u8], _>(range) {
+            if self.slots[i as usize].ts >= *ts {
+                continue;
+            }
+            unlink(&mut self.slots, &mut self.by_ts, i);
+            let slot = &mut self.slots[i as usize];
+            slot.ts = ts.clone();
+            slot.prev = NIL;
+            slot.next = head;
+            if head == NIL {
+                tail = i;
+            } else {
+                self.slots[head as usize].prev = i;
+            }
+            head = i;
+        }
+        if head == NIL {
+            return;
+        }
+        match self.by_ts.entry(ts.clone()) {
+            btree_map::Entry::Vacant(v) => {
+                v.insert(head);
+            }
+            btree_map::Entry::Occupied(mut o) => {
+                let old = mem::replace(o.get_mut(), head);
+                self.slots[tail as usize].next = old;
+                self.slots[old as usize].prev = tail;
+            }
+        }
+        self.merge_around(span);
+    }
+
+    /// Merges every pair of touching entries with equal timestamps from the entry before `span`
+    /// through the entry that starts at its end.
+    fn merge_around(&mut self, span: &Span) {
+        let from = self
+            .by_start
+            .range::<[u8], _>((Unbounded, Excluded(span.start())))
+            .next_back()
+            .map_or(span.start_key(), |(k, _)| k);
+        let mut absorbed = mem::take(&mut self.scratch);
+        let mut current = NIL;
+        let range = (Included(from.as_slice()), Included(span.end()));
+        for (_, &i) in self.by_start.range::<[u8], _>(range) {
+            if current != NIL && touch_and_match(&self.slots, current, i) {
+                let end = mem::replace(&mut self.slots[i as usize].end, Key::EMPTY);
+                self.slots[current as usize].end = end;
+                absorbed.push(i);
+            } else {
+                current = i;
+            }
+        }
+        for i in absorbed.drain(..) {
+            self.remove(i);
+        }
+        self.scratch = absorbed;
     }
 
     /// The entry holding `from`, or else the first entry that starts after it and before `to`.
@@ -320,46 +424,6 @@ impl<T: Ord + Clone> Frontier<T> {
         self.insert(at, end, ts)
     }
 
-    /// Folds entry `i` into its left neighbour if they touch and share a timestamp; returns the
-    /// entry that now holds `i`'s keys.
-    fn merge_left(&mut self, i: u32) -> u32 {
-        let slot = &self.slots[i as usize];
-        let left = self
-            .by_start
-            .range::<[u8], _>((Unbounded, Excluded(slot.start.as_slice())))
-            .next_back()
-            .map(|(_, &l)| l);
-        match left {
-            Some(l) if self.touch_and_match(l, i) => {
-                let end = mem::replace(&mut self.slots[i as usize].end, Key::EMPTY);
-                self.slots[l as usize].end = end;
-                self.remove(i);
-                l
-            }
-            _ => i,
-        }
-    }
-
-    /// Folds the right neighbour of entry `i` into it if they touch and share a timestamp.
-    fn merge_right(&mut self, i: u32) {
-        let right = self
-            .by_start
-            .get(self.slots[i as usize].end.as_slice())
-            .copied();
-        if let Some(r) = right {
-            if self.touch_and_match(i, r) {
-                let end = mem::replace(&mut self.slots[r as usize].end, Key::EMPTY);
-                self.slots[i as usize].end = end;
-                self.remove(r);
-            }
-        }
-    }
-
-    fn touch_and_match(&self, left: u32, right: u32) -> bool {
-        let (l, r) = (&self.slots[left as usize], &self.slots[right as usize]);
-        l.end == r.start && l.ts == r.ts
-    }
-
     /// Adds an entry to the slab and both indexes.
     fn insert(&mut self, start: Key, end: Key, ts: T) -> u32 {
         let slot = Slot {
@@ -385,7 +449,7 @@ impl<T: Ord + Clone> Frontier<T> {
 
     /// Drops entry `i` from both indexes and frees its slot.
     fn remove(&mut self, i: u32) {
-        self.unlink(i);
+        unlink(&mut self.slots, &mut self.by_ts, i);
         let slot = &mut self.slots[i as usize];
         let start = mem::replace(&mut slot.start, Key::EMPTY);
         slot.end = Key::EMPTY;
@@ -395,7 +459,7 @@ impl<T: Ord + Clone> Frontier<T> {
     }
 
     fn set_ts(&mut self, i: u32, ts: T) {
-        self.unlink(i);
+        unlink(&mut self.slots, &mut self.by_ts, i);
         self.slots[i as usize].ts = ts;
         self.link(i);
     }
@@ -420,25 +484,31 @@ impl<T: Ord + Clone> Frontier<T> {
         }
     }
 
-    /// Takes entry `i` out of the list for its timestamp.
-    fn unlink(&mut self, i: u32) {
-        let Slot { prev, next, .. } = self.slots[i as usize];
-        if next != NIL {
-            self.slots[next as usize].prev = prev;
-        }
-        if prev != NIL {
-            self.slots[prev as usize].next = next;
-        } else if next != NIL {
-            if let Some(head) = self.by_ts.get_mut(&self.slots[i as usize].ts) {
-                *head = next;
-            }
-        } else {
-            self.by_ts.remove(&self.slots[i as usize].ts);
-        }
-    }
-
     fn refresh_min(&mut self) {
         self.min = self.by_ts.first_key_value().map_or(NIL, |(_, &i)| i);
+    }
+}
+
+fn touch_and_match<T: Eq>(slots: &[Slot<T>], left: u32, right: u32) -> bool {
+    let (l, r) = (&slots[left as usize], &slots[right as usize]);
+    l.end == r.start && l.ts == r.ts
+}
+
+/// Takes entry `i` out of the list for its timestamp. A free function so that it can run while the
+/// start-key index is borrowed.
+fn unlink<T: Ord>(slots: &mut [Slot<T>], by_ts: &mut BTreeMap<T, u32>, i: u32) {
+    let Slot { prev, next, .. } = slots[i as usize];
+    if next != NIL {
+        slots[next as usize].prev = prev;
+    }
+    if prev != NIL {
+        slots[prev as usize].next = next;
+    } else if next != NIL {
+        if let Some(head) = by_ts.get_mut(&slots[i as usize].ts) {
+            *head = next;
+        }
+    } else {
+        by_ts.remove(&slots[i as usize].ts);
     }
 }
 

@@ -27,6 +27,7 @@ impl Key {
         bytes: [0; INLINE],
     };
 
+    #[inline]
     pub(crate) fn from_slice(key: &[u8]) -> Key {
         if key.len() <= INLINE {
             let mut bytes = [0; INLINE];
@@ -48,6 +49,7 @@ impl Key {
         }
     }
 
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -57,12 +59,14 @@ impl Key {
 }
 
 impl Borrow<[u8]> for Key {
+    #[inline]
     fn borrow(&self) -> &[u8] {
         self.as_slice()
     }
 }
 
 impl PartialEq for Key {
+    #[inline]
     fn eq(&self, other: &Key) -> bool {
         self.as_slice() == other.as_slice()
     }
@@ -71,12 +75,14 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 impl PartialOrd for Key {
+    #[inline]
     fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl Ord for Key {
+    #[inline]
     fn cmp(&self, other: &Key) -> Ordering {
         self.as_slice().cmp(other.as_slice())
     }

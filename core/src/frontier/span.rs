@@ -62,25 +62,30 @@ impl Span {
         Ok(Span::from_keys(Key::from_slice(prefix), Key::from_vec(end)))
     }
 
+    #[inline]
     pub(crate) fn from_keys(start: Key, end: Key) -> Span {
         debug_assert!(start < end, "spans are never empty");
         Span { start, end }
     }
 
+    #[inline]
     pub(crate) fn start_key(&self) -> &Key {
         &self.start
     }
 
+    #[inline]
     pub(crate) fn end_key(&self) -> &Key {
         &self.end
     }
 
     /// The first key in the span.
+    #[inline]
     pub fn start(&self) -> &[u8] {
         self.start.as_slice()
     }
 
     /// The first key after the span.
+    #[inline]
     pub fn end(&self) -> &[u8] {
         self.end.as_slice()
     }
