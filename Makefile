@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec
+	bench bench-codec bench-frontier
 
 all: test
 
@@ -76,7 +76,10 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec
+bench: bench-codec bench-frontier
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
+
+bench-frontier:
+	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench frontier

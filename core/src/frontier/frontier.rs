@@ -268,16 +268,16 @@ impl<T: Ord + Clone> Frontier<T> {
     fn exact(&self, span: &Span) -> Option<(Option<u32>, u32, Option<u32>)> {
         let mut walk = self
             .by_start
-            .range::<[u8], _>((Unbounded, Included(span.end())))
+            .range::<Key, _>((Unbounded, Included(span.end_key())))
             .rev();
         let (mut key, mut i) = walk.next()?;
         let mut right = None;
-        if key.as_slice() == span.end() {
+        if key == span.end_key() {
             right = Some(*i);
             (key, i) = walk.next()?;
         }
         let i = *i;
-        let exact = key.as_slice() == span.start() && self.slots[i as usize].end == *span.end_key();
+        let exact = key == span.start_key() && self.slots[i as usize].end == *span.end_key();
         exact.then(|| (walk.next().map(|(_, &l)| l), i, right))
     }
 
