@@ -177,15 +177,13 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
     }
 
     /// When a throttled high-water or the next checkpoint of a lagging frontier falls due.
+    ///
+    /// [`Instant::ZERO`] means "already due": a policy built over a frontier that already lags
+    /// wants its first checkpoint at the first [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let high_water = self
-            .high_water_due()
-            .then(|| self.high_water_at.map(|at| at + self.config.interval))
-            .flatten();
-        let checkpoint = self
-            .is_lagging()
-            .then(|| self.checkpoint_at.map(|at| at + self.config.interval))
-            .flatten();
+        let due = |at: Option<Instant>| at.map_or(Instant::ZERO, |at| at + self.config.interval);
+        let high_water = self.high_water_due().then(|| due(self.high_water_at));
+        let checkpoint = self.is_lagging().then(|| due(self.checkpoint_at));
         match (high_water, checkpoint) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

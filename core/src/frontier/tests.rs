@@ -401,3 +401,15 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
         (2, 1, 0)
     );
 }
+
+#[test]
+fn policy_over_a_lagging_frontier_checkpoints_at_the_first_timeout() {
+    let mut f = frontier(&[("a", "z")], 0);
+    f.forward(&span("m", "n"), ts(120 * SEC)).unwrap();
+    let mut p = CheckpointPolicy::new(policy_config(), f);
+    assert!(p.is_lagging());
+    assert_eq!(p.poll_timeout(), Some(Instant::ZERO));
+    p.handle_timeout(Instant::from_secs(1));
+    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(cp)] if cp.span_count() == 1));
+    assert_eq!(p.poll_timeout(), Some(Instant::from_secs(11)));
+}
