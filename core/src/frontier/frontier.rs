@@ -40,6 +40,7 @@ impl Default for FrontierConfig {
 
 /// One entry: a span and its timestamp, plus its links in the list of entries that share that
 /// timestamp. Freed slots are chained through `next`.
+#[derive(Clone)]
 struct Slot<T> {
     start: Key,
     end: Key,
@@ -64,6 +65,7 @@ struct Slot<T> {
 /// and list links for the HLC [`Timestamp`](super::Timestamp)) and a start-key B-tree slot.
 ///
 /// `T` is any totally ordered timestamp; [`Timestamp`](super::Timestamp) is the HLC one.
+#[derive(Clone)]
 pub struct Frontier<T> {
     by_start: BTreeMap<Key, u32>,
     by_ts: BTreeMap<T, u32>,
