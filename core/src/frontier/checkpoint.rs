@@ -184,7 +184,7 @@ impl<T: Ord + Clone> Frontier<T> {
     }
 
     /// Forwards every span of a legacy checkpoint to its single timestamp, as
-    /// [`restore`](Frontier::restore) does.
+    /// [`restore`](Frontier::restore) does. A checkpoint without a timestamp restores nothing.
     pub fn restore_legacy(
         &mut self,
         checkpoint: &LegacyCheckpoint<T>,
