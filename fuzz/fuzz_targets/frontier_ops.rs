@@ -75,10 +75,16 @@ fn check_restore(f: &Frontier<u64>, model: &Model, restore: impl FnOnce(&mut Fro
     restore(&mut fresh);
     for (&k, &t) in model {
         let got = *fresh.get(&[k]).unwrap();
-        assert!(high_water <= got && got <= t, "key {k}: {got} not in [{high_water}, {t}]");
+        assert!(
+            high_water <= got && got <= t,
+            "key {k}: {got} not in [{high_water}, {t}]"
+        );
     }
     assert_eq!(fresh.len(), {
-        let restored: Model = model.keys().map(|&k| (k, *fresh.get(&[k]).unwrap())).collect();
+        let restored: Model = model
+            .keys()
+            .map(|&k| (k, *fresh.get(&[k]).unwrap()))
+            .collect();
         runs(&restored).len()
     });
     let _ = f;
@@ -86,7 +92,11 @@ fn check_restore(f: &Frontier<u64>, model: &Model, restore: impl FnOnce(&mut Fro
 
 fuzz_target!(|input: Input| {
     let config = FrontierConfig::default().with_max_entries(usize::from(input.max_entries.max(1)));
-    let initial: Vec<Span> = input.initial.iter().filter_map(|&(a, b)| span(a, b)).collect();
+    let initial: Vec<Span> = input
+        .initial
+        .iter()
+        .filter_map(|&(a, b)| span(a, b))
+        .collect();
     let initial_ts = u64::from(input.initial_ts);
     let mut model = Model::new();
     for s in &initial {

@@ -11,7 +11,7 @@ use crate::time::Instant;
 #[non_exhaustive]
 pub struct PolicyConfig {
     /// The shortest time between two high-water persists, and between two span checkpoints.
-    /// Default 10 minutes.
+    /// Default 10 minutes. Zero persists on every input that calls for it.
     pub interval: Duration,
     /// How far the frontier may lag the newest resolved timestamp before the spans ahead of it
     /// are checkpointed. Default 10 minutes.
@@ -179,8 +179,12 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
     /// When a throttled high-water or the next checkpoint of a lagging frontier falls due.
     ///
     /// [`Instant::ZERO`] means "already due": a policy built over a frontier that already lags
-    /// wants its first checkpoint at the first [`handle_timeout`](Self::handle_timeout).
+    /// wants its first checkpoint at the first [`handle_timeout`](Self::handle_timeout). With a
+    /// zero interval nothing is throttled, everything is decided on input, and there is no timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.config.interval.is_zero() {
+            return None;
+        }
         let due = |at: Option<Instant>| at.map_or(Instant::ZERO, |at| at + self.config.interval);
         let high_water = self.high_water_due().then(|| due(self.high_water_at));
         let checkpoint = self.is_lagging().then(|| due(self.checkpoint_at));

@@ -413,3 +413,24 @@ fn policy_over_a_lagging_frontier_checkpoints_at_the_first_timeout() {
     assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(cp)] if cp.span_count() == 1));
     assert_eq!(p.poll_timeout(), Some(Instant::from_secs(11)));
 }
+
+#[test]
+fn zero_interval_persists_on_input_and_sets_no_timer() {
+    let config = policy_config().with_interval(Duration::ZERO);
+    let mut p = CheckpointPolicy::new(config, frontier(&[("a", "b"), ("c", "d")], 0));
+    p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(90 * SEC))
+        .unwrap();
+    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(_)]));
+    assert_eq!(p.poll_timeout(), None);
+    p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(95 * SEC))
+        .unwrap();
+    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(_)]));
+    p.handle_resolved(Instant::from_secs(1), &span("a", "b"), ts(95 * SEC))
+        .unwrap();
+    assert_eq!(
+        drain(&mut p).len(),
+        2,
+        "the high-water and the cleared checkpoint"
+    );
+    assert_eq!(p.poll_timeout(), None);
+}
