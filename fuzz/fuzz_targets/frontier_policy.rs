@@ -53,7 +53,8 @@ fuzz_target!(|input: Input| {
     let mut policy = CheckpointPolicy::new(config, frontier);
     let mut now = Instant::ZERO;
     let mut last_high_water: Option<(Instant, Timestamp)> = None;
-    let mut stored_checkpoint = false;
+    // A new policy assumes an earlier run may have left a checkpoint.
+    let mut stored_checkpoint = true;
     for op in input.ops.into_iter().take(200) {
         match op {
             Op::Resolved {

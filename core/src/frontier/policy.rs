@@ -103,7 +103,8 @@ pub struct Metrics {
 ///   checkpoint ([`Frontier::checkpoint`] with `max_bytes`) is persisted every `interval`, the
 ///   first one as soon as the lag appears;
 /// - when the lag clears after a non-empty checkpoint, an empty checkpoint is persisted at once,
-///   so that a stale one is never restored.
+///   so that a stale one is never restored. A new policy assumes an earlier run may have left one,
+///   so its first decision without lag persists an empty checkpoint too.
 #[derive(Debug)]
 pub struct CheckpointPolicy<T> {
     config: PolicyConfig,
@@ -127,7 +128,8 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
             frontier,
             high_water_at: None,
             checkpoint_at: None,
-            checkpoint_stored: false,
+            // An earlier run may have persisted a checkpoint this one must not leave stale.
+            checkpoint_stored: true,
             pending_high_water: None,
             pending_checkpoint: None,
             metrics: Metrics::default(),

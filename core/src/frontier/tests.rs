@@ -328,11 +328,36 @@ fn drain(p: &mut CheckpointPolicy<Timestamp>) -> Vec<Action<Timestamp>> {
     core::iter::from_fn(|| p.poll_action()).collect()
 }
 
+/// A policy over `f` past its first decision, which clears any checkpoint an earlier run left.
+fn started(config: PolicyConfig, f: Frontier<Timestamp>) -> CheckpointPolicy<Timestamp> {
+    let mut p = CheckpointPolicy::new(config, f);
+    p.handle_timeout(Instant::ZERO);
+    assert_eq!(
+        drain(&mut p),
+        vec![Action::PersistCheckpoint(Checkpoint::empty())]
+    );
+    p
+}
+
+#[test]
+fn a_new_policy_clears_a_checkpoint_an_earlier_run_may_have_left() {
+    let mut p = CheckpointPolicy::new(policy_config(), frontier(&[("a", "b")], 0));
+    assert_eq!(p.poll_timeout(), None);
+    p.handle_resolved(Instant::from_secs(1), &span("a", "b"), ts(0))
+        .unwrap();
+    assert_eq!(
+        drain(&mut p),
+        vec![Action::PersistCheckpoint(Checkpoint::empty())]
+    );
+    p.handle_timeout(Instant::from_secs(2));
+    assert!(drain(&mut p).is_empty(), "cleared once");
+}
+
 const SEC: i64 = 1_000_000_000;
 
 #[test]
 fn policy_persists_the_high_water_throttled_by_interval() {
-    let mut p = CheckpointPolicy::new(policy_config(), frontier(&[("a", "b"), ("c", "d")], 0));
+    let mut p = started(policy_config(), frontier(&[("a", "b"), ("c", "d")], 0));
     assert_eq!(p.poll_timeout(), None);
     p.handle_resolved(Instant::from_secs(1), &span("a", "b"), ts(SEC))
         .unwrap();
@@ -359,7 +384,7 @@ fn policy_persists_the_high_water_throttled_by_interval() {
 
 #[test]
 fn policy_checkpoints_only_while_lagging_then_clears() {
-    let mut p = CheckpointPolicy::new(policy_config(), frontier(&[("a", "b"), ("c", "d")], 0));
+    let mut p = started(policy_config(), frontier(&[("a", "b"), ("c", "d")], 0));
     // Thirty seconds ahead: under the threshold, no checkpoint.
     p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(30 * SEC))
         .unwrap();
@@ -398,7 +423,7 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
     let m = p.metrics();
     assert_eq!(
         (m.checkpoints, m.cleared_checkpoints, m.lag_nanos),
-        (2, 1, 0)
+        (2, 2, 0)
     );
 }
 
@@ -417,7 +442,7 @@ fn policy_over_a_lagging_frontier_checkpoints_at_the_first_timeout() {
 #[test]
 fn zero_interval_persists_on_input_and_sets_no_timer() {
     let config = policy_config().with_interval(Duration::ZERO);
-    let mut p = CheckpointPolicy::new(config, frontier(&[("a", "b"), ("c", "d")], 0));
+    let mut p = started(config, frontier(&[("a", "b"), ("c", "d")], 0));
     p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(90 * SEC))
         .unwrap();
     assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(_)]));
