@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow bench-mux-core bench-transfer-core
+	bench bench-codec bench-flow bench-mux-core bench-transfer-core bench-frontier
 
 all: test
 
@@ -80,7 +80,7 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-mux-core bench-flow bench-transfer-core
+bench: bench-codec bench-mux-core bench-flow bench-transfer-core bench-frontier
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
@@ -99,3 +99,6 @@ bench-flow:
 
 bench-transfer-core:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench transfer
+
+bench-frontier:
+	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench frontier

@@ -68,6 +68,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod flow;
+pub mod frontier;
 pub mod mux;
 pub mod time;
 pub mod transfer;
