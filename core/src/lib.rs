@@ -43,6 +43,20 @@
 //! assert!(matches!(session.poll_output(), Some(Output::Transmit(Transmit { to: Peer::Server, .. }))));
 //! ```
 //!
+//! [`frontier`]: the high-water timestamp over many key spans, and checkpoints that survive a
+//! restart.
+//!
+//! ```
+//! use weir::frontier::{Frontier, FrontierConfig, Span, Timestamp};
+//!
+//! let ts = |wall| Timestamp::new(wall, 0);
+//! let mut f = Frontier::from_spans(FrontierConfig::default(), [Span::new(b"a", b"z")?], ts(10))?;
+//! assert!(!f.forward(&Span::new(b"a", b"m")?, ts(20))?); // half the keys: no advance yet
+//! assert!(f.forward(&Span::new(b"m", b"z")?, ts(20))?); // the rest: the frontier moves
+//! assert_eq!(f.frontier(), Some(&ts(20)));
+//! # Ok::<(), weir::frontier::FrontierError>(())
+//! ```
+//!
 //! [`flow`]: flow-control token budgets for replication traffic.
 //!
 //! ```

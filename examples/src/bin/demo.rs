@@ -52,5 +52,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+
+    println!();
+    println!("3. Span frontiers and checkpoints for a changefeed");
+    let mut story = String::new();
+    match tour::frontier::run_section(&mut story) {
+        Ok(_) => print!("{story}"),
+        Err(e) => {
+            print!("{story}");
+            eprintln!("   the frontier section failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }
