@@ -30,7 +30,10 @@ demo:
 
 ## Tests ------------------------------------------------------------------------------------------
 
+# Ends with one line that totals every cargo test summary of the run.
 test: tools vectors fmt-check clippy unit doc no-std fuzz-smoke
+	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
+		END { printf "weir: %d passed, %d failed\n", passed, failed }' target/test-output.txt
 
 # The Go-recorded vectors must stay exactly as they were copied.
 vectors:
@@ -44,7 +47,8 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --workspace
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test-output.txt
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
