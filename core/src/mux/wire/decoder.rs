@@ -52,7 +52,10 @@ impl FrameDecoder {
     /// After an error the stream is broken: the bytes in `src` are left as they were.
     #[inline]
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
-        let Some(header) = parse_header(src)? else {
+        // Look at no more than a byte past the bound, so that the error a stream gets is the
+        // first one its bytes reveal (a too-long varint, or the bound), however they arrive.
+        let visible = src.len().min(self.max_frame_size.saturating_add(1));
+        let Some(header) = parse_header(src.get(..visible).unwrap_or_default())? else {
             return self.incomplete(src, 0);
         };
         let size = (header.len as u64).saturating_add(header.data_len);
@@ -115,6 +118,30 @@ mod tests {
             decoder.decode(&mut src),
             Err(WireError::FrameTooLarge { max: 8 })
         );
+    }
+
+    #[test]
+    fn the_error_does_not_depend_on_chunking_when_the_bound_comes_first() {
+        // Found by fuzzing: with a 27-byte bound, this header's third varint is too long only at
+        // its 30th byte, so the bound is what the stream reveals first, whole or byte by byte.
+        let input = [
+            0xff, 0xff, 0xff, 0xff, 0xb2, 0xff, 0xff, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0x63, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfa,
+            0x81, 0xff, 0xff,
+        ];
+        let whole = FrameDecoder::new(27).decode(&mut BytesMut::from(&input[..]));
+        let mut decoder = FrameDecoder::new(27);
+        let mut buf = BytesMut::new();
+        let mut bytewise = Ok(None);
+        for byte in input {
+            buf.extend_from_slice(&[byte]);
+            bytewise = decoder.decode(&mut buf);
+            if bytewise.is_err() {
+                break;
+            }
+        }
+        assert_eq!(whole, Err(WireError::FrameTooLarge { max: 27 }));
+        assert_eq!(bytewise, whole);
     }
 
     #[test]
