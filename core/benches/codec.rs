@@ -50,6 +50,14 @@ fn main() {
 
     let mut group = c.benchmark_group("small");
     group.throughput(Throughput::Elements(SMALL_COUNT as u64));
+    let mut small_copy = Vec::with_capacity(small.len());
+    group.bench_function("memcpy", |b| {
+        figures.time(b, "memcpy_small", || {
+            small_copy.clear();
+            small_copy.extend_from_slice(black_box(&small[..]));
+            black_box(&small_copy);
+        })
+    });
     group.bench_function("parse_frames_borrowed", |b| {
         figures.time(b, "parse_small", || {
             let mut rest = &small[..];
@@ -153,6 +161,16 @@ fn main() {
     c.final_summary();
 
     let per_frame = |id: &str| figures.per_sec(id) * SMALL_COUNT as f64;
+    let memcpy_small = figures.ns_per_iter("memcpy_small");
+    let vs_small_memcpy = |id: &str| memcpy_small / figures.ns_per_iter(id);
+    figure(
+        "decode_small_ratio_vs_memcpy",
+        vs_small_memcpy("parse_small"),
+    );
+    figure(
+        "assemble_small_ratio_vs_memcpy",
+        vs_small_memcpy("assemble_small"),
+    );
     let memcpy = figures.ns_per_iter("memcpy_1m");
     let memcpy_fresh = figures.ns_per_iter("memcpy_fresh_1m");
     figure(
