@@ -210,20 +210,7 @@ impl FlowControl {
         position: LogPosition,
     ) -> Result<(), FlowError> {
         self.advance(now);
-        let held = self
-            .held
-            .remove(&id)
-            .ok_or(FlowError::UnknownRequest(id.0))?;
-        let mut refund = Refund::default();
-        for (slot, epoch) in held.charges {
-            if let Some(s) = self.streams.at_mut(slot) {
-                if s.connected && s.epoch == epoch {
-                    let r = s.bind(held.pool, held.bytes, position);
-                    refund.unblocked |= r.unblocked;
-                    refund.bytes[held.pool] += r.bytes[held.pool];
-                }
-            }
-        }
+        let refund = self.settle(id, |s, pool, bytes| s.bind(pool, bytes, position))?;
         self.count_refund(refund, false);
         self.serve(None);
         Ok(())
@@ -232,6 +219,19 @@ impl FlowControl {
     /// The admitted request `id` will never be sent: its tokens come back.
     pub fn release(&mut self, now: Instant, id: RequestId) -> Result<(), FlowError> {
         self.advance(now);
+        let refund = self.settle(id, |s, pool, bytes| s.unhold(pool, bytes))?;
+        self.count_refund(refund, true);
+        self.serve(None);
+        Ok(())
+    }
+
+    /// Take the held request `id` off the books, applying `settle` to each stream it charged
+    /// that is still on the connection it charged; returns what came back.
+    fn settle(
+        &mut self,
+        id: RequestId,
+        mut settle: impl FnMut(&mut Stream, usize, u64) -> Refund,
+    ) -> Result<Refund, FlowError> {
         let held = self
             .held
             .remove(&id)
@@ -240,15 +240,13 @@ impl FlowControl {
         for (slot, epoch) in held.charges {
             if let Some(s) = self.streams.at_mut(slot) {
                 if s.connected && s.epoch == epoch {
-                    let r = s.unhold(held.pool, held.bytes);
+                    let r = settle(s, held.pool, held.bytes);
                     refund.unblocked |= r.unblocked;
                     refund.bytes[held.pool] += r.bytes[held.pool];
                 }
             }
         }
-        self.count_refund(refund, true);
-        self.serve(None);
-        Ok(())
+        Ok(refund)
     }
 
     /// Deducts `bytes` for the entry at `position` on one stream, outside admission: the entries

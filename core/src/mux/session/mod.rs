@@ -81,6 +81,8 @@ pub struct Metrics {
 }
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

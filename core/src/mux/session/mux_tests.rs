@@ -5,11 +5,9 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
+use super::testing::{drain, frame, NOW};
 use super::{Config, Event, Recv, Role, Session, SessionError};
-use crate::mux::wire::{parse_frame, put_varint, Frame, Id, Kind, Metadata, SplitSize, WireError};
-use crate::time::Instant;
-
-const NOW: Instant = Instant::ZERO;
+use crate::mux::wire::{parse_frame, put_varint, Kind, Metadata, SplitSize, WireError};
 
 fn config() -> Config {
     Config {
@@ -19,19 +17,6 @@ fn config() -> Config {
         initial_connection_window: 1 << 20,
         ..Config::mux()
     }
-}
-
-fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let frame = Frame {
-        kind,
-        done: true,
-        control,
-        id: Id::new(stream, message),
-        data,
-    };
-    frame.encode(&mut out).unwrap();
-    out
 }
 
 fn window_update(stream: u64, credit: u64) -> Vec<u8> {
@@ -49,14 +34,6 @@ fn frames(wire: &[u8]) -> Vec<(Kind, u64, u64, usize, bool)> {
         rest = &rest[used..];
     }
     assert!(rest.is_empty());
-    out
-}
-
-fn drain(session: &mut Session) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(bytes) = session.poll_transmit() {
-        out.extend_from_slice(&bytes);
-    }
     out
 }
 

@@ -1,31 +1,10 @@
 //! Unit tests of the session: each misuse, violation and limit, with the wire bytes checked.
 
-use alloc::vec::Vec;
-
 use bytes::Bytes;
 
+use super::testing::{events, frame, NOW};
 use super::{Config, Event, Recv, Role, Session, SessionError};
-use crate::mux::wire::{Frame, Id, Kind, Metadata, WireError};
-use crate::time::Instant;
-
-const NOW: Instant = Instant::ZERO;
-
-fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let frame = Frame {
-        kind,
-        done: true,
-        control,
-        id: Id::new(stream, message),
-        data,
-    };
-    frame.encode(&mut out).unwrap();
-    out
-}
-
-fn events(session: &mut Session) -> Vec<Event> {
-    core::iter::from_fn(|| session.poll_event()).collect()
-}
+use crate::mux::wire::{Kind, Metadata, WireError};
 
 fn server_with_call() -> Session {
     let mut server = Session::new(Role::Server, Config::default());
