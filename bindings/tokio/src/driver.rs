@@ -190,9 +190,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                 self.event(event)?;
             }
             moved |= self.retry_opens();
+            // Refill only once the last batch is written: whatever waits here waits in front
+            // of every stream, so the batch stays at one `max_transmit`.
             let limit = self.session.config().max_transmit;
-            if self.out.len() - self.out_pos < limit {
-                self.out.drain(..self.out_pos);
+            if self.out_pos == self.out.len() {
+                self.out.clear();
                 self.out_pos = 0;
                 while self.out.len() < limit {
                     let Some(bytes) = self.session.poll_transmit() else {

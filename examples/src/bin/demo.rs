@@ -52,5 +52,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+
+    println!();
+    println!("3. DRPC over a real socket");
+    let mut stdout = std::io::stdout();
+    match tour::socket::run(&mut stdout, tour::socket::Scale::full()) {
+        Ok(summary) if summary.streams_ok == tour::socket::Scale::full().streams => {}
+        Ok(summary) => {
+            eprintln!("   only {} streams finished correctly", summary.streams_ok);
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("   the socket section failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -1,4 +1,5 @@
 //! The sections of the `make demo` tour.
 
 pub mod flow;
+pub mod socket;
 pub mod wire;
