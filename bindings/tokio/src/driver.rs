@@ -144,8 +144,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             let read = !self.eof && self.wants_input();
             let writing = self.out_pos < self.out.len();
             self.input.reserve(READ_CHUNK);
+            // Not biased: a socket that always takes more bytes must not starve the commands
+            // and reads (a small call's request and reply would wait behind the bulk).
             tokio::select! {
-                biased;
                 written = self.writer.write(&self.out[self.out_pos..]), if writing => {
                     match written? {
                         0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
