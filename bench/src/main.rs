@@ -6,7 +6,8 @@
 //! 3. Head-of-line: p99 of 100-byte calls while 64 MiB messages stream on the same
 //!    connection (one at a time, back to back), over their p99 without it.
 //!
-//! The comparisons against tonic gRPC and yamux that issue 4 asks for are not here yet.
+//! The unary figure is compared with yamux (one stream per call carrying the same
+//! length-prefixed echo); the comparison against tonic gRPC is not here yet.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
 use weir_tokio::{Client, Router, Server};
+
+mod yamux_echo;
 
 const MIB: usize = 1 << 20;
 const HOL_MESSAGE: usize = 64 << 20;
@@ -212,7 +215,8 @@ fn main() {
             weir / MIB as f64
         );
         let per_sec = unary(phase).await;
-        println!("unary: 64 callers, {per_sec:.0} calls/s");
+        let yamux = yamux_echo::unary(phase, tcp_pair().await).await;
+        println!("unary: 64 callers, weir {per_sec:.0} calls/s, yamux {yamux:.0} calls/s");
         let (alone, beside) = hol(calls, None).await;
         println!(
             "head-of-line, default socket buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
@@ -227,6 +231,7 @@ fn main() {
         );
         println!("bulk_ratio_vs_tcp={:.3}", weir / tcp);
         println!("unary_calls_per_sec={per_sec:.0}");
+        println!("unary_ratio_vs_yamux={:.3}", per_sec / yamux);
         println!(
             "hol_p99_ratio={:.2}",
             beside.as_secs_f64() / alone.as_secs_f64()
