@@ -6,8 +6,8 @@
 //! 3. Head-of-line: p99 of 100-byte calls while 64 MiB messages stream on the same
 //!    connection (one at a time, back to back), over their p99 without it.
 //!
-//! The unary figure is compared with yamux (one stream per call carrying the same
-//! length-prefixed echo); the comparison against tonic gRPC is not here yet.
+//! The unary figure is compared with tonic gRPC unary (a raw-bytes codec, one HTTP/2
+//! connection) and with yamux (one stream per call carrying the same length-prefixed echo).
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
 use weir_tokio::{Client, Router, Server};
 
+mod tonic_echo;
 mod yamux_echo;
 
 const MIB: usize = 1 << 20;
@@ -216,7 +217,10 @@ fn main() {
         );
         let per_sec = unary(phase).await;
         let yamux = yamux_echo::unary(phase, tcp_pair().await).await;
-        println!("unary: 64 callers, weir {per_sec:.0} calls/s, yamux {yamux:.0} calls/s");
+        let tonic = tonic_echo::unary(phase).await;
+        println!(
+            "unary: 64 callers, weir {per_sec:.0} calls/s, tonic {tonic:.0} calls/s, yamux {yamux:.0} calls/s"
+        );
         let (alone, beside) = hol(calls, None).await;
         println!(
             "head-of-line, default socket buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
@@ -231,6 +235,7 @@ fn main() {
         );
         println!("bulk_ratio_vs_tcp={:.3}", weir / tcp);
         println!("unary_calls_per_sec={per_sec:.0}");
+        println!("unary_ratio_vs_tonic={:.3}", per_sec / tonic);
         println!("unary_ratio_vs_yamux={:.3}", per_sec / yamux);
         println!(
             "hol_p99_ratio={:.2}",
