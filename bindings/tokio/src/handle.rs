@@ -82,8 +82,9 @@ impl Handle {
     }
 }
 
-/// The connection task only answers `Op::Open` with `Reply::Opened`; anything else would be a
-/// bug in this crate, reported as a closed connection rather than a panic.
+/// The connection task answers `Op::Open` with `Reply::Opened` and `Op::Recv` with
+/// `Reply::Message`; anything else would be a bug in this crate, reported as a closed
+/// connection rather than a panic.
 fn unreachable_reply<T>(reply: Reply) -> Result<T, Error> {
     debug_assert!(false, "unexpected reply {reply:?}");
     Err(Error::ConnectionClosed)
@@ -176,7 +177,7 @@ impl Stream {
     pub async fn recv(&mut self) -> Result<Option<Bytes>, Error> {
         match self.request(Op::Recv).await? {
             Reply::Message(message) => Ok(message),
-            _ => Ok(None),
+            other => unreachable_reply(other),
         }
     }
 
