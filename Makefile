@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow bench-mux-core bench-transfer-core bench-frontier
+	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier
 
 all: test
 
@@ -45,6 +45,7 @@ vectors:
 fmt-check:
 	$(CARGO) fmt --all --check
 	cd fuzz && $(CARGO) fmt --all --check
+	cd bench && $(CARGO) fmt --all --check
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -87,13 +88,17 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-mux-core bench-flow bench-transfer-core bench-frontier
+bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
 
 bench-mux-core:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench mux_session
+
+# weir-tokio over loopback TCP beside its baselines (bench/ is its own workspace, out of `make test`).
+bench-mux:
+	cd bench && WEIR_BENCH_QUICK=1 $(CARGO) run --quiet --release --bin mux
 
 # The criterion cycle benchmark, then the simulator for the scenario figures; all four last.
 bench-flow:

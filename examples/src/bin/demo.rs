@@ -35,7 +35,22 @@ fn main() -> ExitCode {
     }
 
     println!();
-    println!("2. Flow-control budgets for replication traffic");
+    println!("2. DRPC over a real socket");
+    let mut stdout = std::io::stdout();
+    match tour::socket::run(&mut stdout, tour::socket::Scale::full()) {
+        Ok(summary) if summary.streams_ok == tour::socket::Scale::full().streams => {}
+        Ok(summary) => {
+            eprintln!("   only {} streams finished correctly", summary.streams_ok);
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("   the socket section failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+
+    println!();
+    println!("3. Flow-control budgets for replication traffic");
     let mut story = String::new();
     match tour::flow::run_section(&mut story, Path::new("target/demo")) {
         Ok(summary) if summary.violations == 0 => print!("{story}"),
@@ -54,7 +69,7 @@ fn main() -> ExitCode {
     }
 
     println!();
-    println!("3. Span frontiers and checkpoints for a changefeed");
+    println!("4. Span frontiers and checkpoints for a changefeed");
     let mut story = String::new();
     match tour::frontier::run_section(&mut story) {
         Ok(_) => print!("{story}"),

@@ -2,4 +2,5 @@
 
 pub mod flow;
 pub mod frontier;
+pub mod socket;
 pub mod wire;

@@ -1,0 +1,67 @@
+//! The client side: open streams and call rpcs.
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use weir::mux::session::{Config, Role};
+use weir::mux::wire::Metadata;
+
+use crate::driver;
+use crate::handle::{Handle, Stream};
+use crate::Error;
+
+/// The client end of a connection. Cheap to clone; every clone opens streams on the same
+/// connection. The connection ends when the client and all its streams are dropped.
+#[derive(Clone, Debug)]
+pub struct Client {
+    handle: Handle,
+}
+
+impl Client {
+    /// Start a client session on `io` (a TCP stream, a Unix socket, an in-memory duplex...).
+    /// The connection runs in a task of its own, so this must be called within a tokio runtime.
+    pub fn connect<IO>(io: IO, config: Config) -> Client
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (handle, _) = driver::spawn(io, Role::Client, config);
+        Client { handle }
+    }
+
+    /// Open a stream calling `rpc`, sending `metadata` ahead of it if not empty. In compat mode
+    /// this waits for the previous stream to finish; in mux mode, for a free stream slot.
+    pub async fn open(&self, rpc: &str, metadata: &Metadata) -> Result<Stream, Error> {
+        self.handle
+            .open(Bytes::copy_from_slice(rpc.as_bytes()), metadata.clone())
+            .await
+    }
+
+    /// A unary call, as Go DRPC's `Invoke`: open, send `request`, close the send side, read one
+    /// reply, then close the stream.
+    pub async fn call(&self, rpc: &str, request: impl Into<Bytes>) -> Result<Bytes, Error> {
+        self.call_with_metadata(rpc, &Metadata::new(), request)
+            .await
+    }
+
+    /// [`Client::call`] with `metadata` sent ahead of the request.
+    pub async fn call_with_metadata(
+        &self,
+        rpc: &str,
+        metadata: &Metadata,
+        request: impl Into<Bytes>,
+    ) -> Result<Bytes, Error> {
+        let mut stream = self.open(rpc, metadata).await?;
+        let sent = match stream.send(request).await {
+            Ok(()) => stream.close_send().await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            // The server may answer before reading the request (an unknown rpc, say): its
+            // reply says why.
+            Ok(()) | Err(Error::SendClosed) => {}
+            Err(e) => return Err(e),
+        }
+        let reply = stream.recv().await;
+        stream.close().await?;
+        reply?.ok_or(Error::PeerClosed)
+    }
+}

@@ -1,0 +1,393 @@
+//! The connection task: it owns the session and the transport, and serves the handles.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use weir::mux::session::{Config, Event, Mode, Recv, Role, Session, SessionError};
+use weir::mux::wire::Metadata;
+use weir::time::Instant;
+
+use crate::handle::{Command, Handle, Op, Reply, ReplyTx, Stream};
+use crate::server::IncomingStream;
+use crate::Error;
+
+/// Commands waiting in the channel to the task at most.
+const COMMAND_QUEUE: usize = 64;
+/// Bytes read from the transport at a time at most.
+const READ_CHUNK: usize = 64 << 10;
+
+/// A stream's parked requests: a `recv` waiting for data, a `send` waiting for room.
+#[derive(Default)]
+struct Waiters {
+    recv: Option<ReplyTx>,
+    send: Option<(Bytes, ReplyTx)>,
+}
+
+/// Start a connection task for `role` on `io`; returns the handle to it and, for a server,
+/// the queue of incoming streams.
+pub(crate) fn spawn<IO>(
+    io: IO,
+    role: Role,
+    config: Config,
+) -> (Handle, Option<mpsc::Receiver<IncomingStream>>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!("weir.connection", ?role, mode = ?config.mode);
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let (releases_tx, releases) = mpsc::unbounded_channel();
+    let failure = Arc::new(OnceLock::new());
+    let handle = Handle {
+        commands: commands_tx,
+        releases: releases_tx,
+        failure: failure.clone(),
+        span: span.clone(),
+    };
+    // Streams can be open and ended-but-unread up to twice the limit; one more for compat.
+    let (incoming_tx, incoming) = match role {
+        Role::Server => {
+            let (tx, rx) = mpsc::channel(config.max_concurrent_streams.saturating_mul(2).max(1));
+            (Some(tx), Some(rx))
+        }
+        Role::Client => (None, None),
+    };
+    let (reader, writer) = tokio::io::split(io);
+    let driver = Driver {
+        session: Session::new(role, config),
+        epoch: tokio::time::Instant::now(),
+        reader,
+        writer,
+        input: BytesMut::with_capacity(READ_CHUNK),
+        out: Vec::new(),
+        out_pos: 0,
+        commands,
+        releases,
+        weak: (handle.commands.downgrade(), handle.releases.downgrade()),
+        incoming: incoming_tx,
+        span: span.clone(),
+        waiters: BTreeMap::new(),
+        opens: VecDeque::new(),
+        handles_gone: false,
+        eof: false,
+        failure,
+    };
+    tokio::spawn(driver.run().instrument(span));
+    (handle, incoming)
+}
+
+struct Driver<IO> {
+    session: Session,
+    epoch: tokio::time::Instant,
+    reader: ReadHalf<IO>,
+    writer: WriteHalf<IO>,
+    input: BytesMut,
+    /// Frames to write, drained from the session in batches; `out[out_pos..]` is unwritten.
+    out: Vec<u8>,
+    out_pos: usize,
+    commands: mpsc::Receiver<Command>,
+    releases: mpsc::UnboundedReceiver<u64>,
+    /// To make handles for incoming streams without keeping the task alive by holding one.
+    weak: (mpsc::WeakSender<Command>, mpsc::WeakUnboundedSender<u64>),
+    incoming: Option<mpsc::Sender<IncomingStream>>,
+    span: tracing::Span,
+    waiters: BTreeMap<u64, Waiters>,
+    /// (Client) Opens waiting for the session to allow another stream.
+    opens: VecDeque<(Bytes, Metadata, ReplyTx)>,
+    /// Every handle is dropped: finish writing and stop.
+    handles_gone: bool,
+    /// The peer closed its sending side.
+    eof: bool,
+    failure: Arc<OnceLock<Error>>,
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
+    async fn run(mut self) {
+        let error = match self.serve().await {
+            Ok(()) => {
+                // Best effort: the peer sees the end of the stream; nothing waits on it.
+                let _ = self.writer.shutdown().await;
+                Error::ConnectionClosed
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "connection failed");
+                e
+            }
+        };
+        let _ = self.failure.set(error.clone());
+        for (_, waiters) in std::mem::take(&mut self.waiters) {
+            if let Some(tx) = waiters.recv {
+                let _ = tx.send(Err(error.clone()));
+            }
+            if let Some((_, tx)) = waiters.send {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+        for (_, _, tx) in self.opens.drain(..) {
+            let _ = tx.send(Err(error.clone()));
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    async fn serve(&mut self) -> Result<(), Error> {
+        loop {
+            self.pump()?;
+            if self.handles_gone && self.out_pos == self.out.len() {
+                return Ok(());
+            }
+            let read = !self.eof && self.wants_input();
+            let writing = self.out_pos < self.out.len();
+            self.input.reserve(READ_CHUNK);
+            // Not biased: a socket that always takes more bytes must not starve the commands
+            // and reads (a small call's request and reply would wait behind the bulk).
+            tokio::select! {
+                written = self.writer.write(&self.out[self.out_pos..]), if writing => {
+                    match written? {
+                        0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                        n => self.out_pos += n,
+                    }
+                }
+                Some(id) = self.releases.recv() => self.release(id),
+                command = self.commands.recv(), if !self.handles_gone => match command {
+                    Some(command) => self.command(command),
+                    None => self.handles_gone = true,
+                },
+                got = self.reader.read_buf(&mut self.input), if read => {
+                    if got? == 0 {
+                        self.peer_closed();
+                    } else {
+                        let now = self.now();
+                        self.session
+                            .handle_input(now, &self.input)
+                            .map_err(Error::from_session)?;
+                        self.input.clear();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Compat mode has no credit: stop reading while the application is behind, unless it
+    /// waits for data (a partly received message must be able to complete).
+    fn wants_input(&self) -> bool {
+        let config = self.session.config();
+        config.mode == Mode::Mux
+            || self.session.buffered_bytes() < (config.max_unread_per_stream / 2) as u64
+            || self.waiters.values().any(|w| w.recv.is_some())
+    }
+
+    /// Handle every event, retry parked requests and fill the write buffer, until nothing moves.
+    fn pump(&mut self) -> Result<(), Error> {
+        loop {
+            let mut moved = false;
+            while let Some(event) = self.session.poll_event() {
+                moved = true;
+                self.event(event)?;
+            }
+            moved |= self.retry_opens();
+            // Refill only once the last batch is written: whatever waits here waits in front
+            // of every stream, so the batch stays at one `max_transmit`.
+            let limit = self.session.config().max_transmit;
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+                while self.out.len() < limit {
+                    let Some(bytes) = self.session.poll_transmit() else {
+                        break;
+                    };
+                    moved = true;
+                    self.out.extend_from_slice(&bytes);
+                }
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+
+    fn event(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::Opened {
+                stream,
+                rpc,
+                metadata,
+            } => self.opened(stream, rpc, metadata),
+            Event::Readable { stream }
+            | Event::RemoteClosedSend { stream }
+            | Event::RemoteError { stream, .. }
+            | Event::RemoteCanceled { stream }
+            | Event::RemoteClosed { stream } => self.retry(stream),
+            Event::Writable { stream } => self.retry(stream),
+            Event::Finished { stream } => {
+                self.retry(stream);
+                tracing::trace!(stream, "finished");
+            }
+            Event::Failed(e) => return Err(Error::from_session(e)),
+        }
+        Ok(())
+    }
+
+    /// (Server) A new stream: hand it to `accept`, or refuse it if nobody accepts.
+    fn opened(&mut self, stream: u64, rpc: Bytes, metadata: Metadata) {
+        let rpc = String::from_utf8_lossy(&rpc).into_owned();
+        tracing::debug!(stream, %rpc, "incoming stream");
+        let handle = match (self.weak.0.upgrade(), self.weak.1.upgrade()) {
+            (Some(commands), Some(releases)) => Some(Handle {
+                commands,
+                releases,
+                failure: self.failure.clone(),
+                span: self.span.clone(),
+            }),
+            _ => None,
+        };
+        let accepted = match (handle, &self.incoming) {
+            (Some(handle), Some(incoming)) => {
+                let span =
+                    tracing::debug_span!(parent: &self.span, "stream", id = stream, rpc = %rpc);
+                let handle = Stream::new(stream, handle, span);
+                incoming
+                    .try_send(IncomingStream::new(rpc, metadata, handle))
+                    .is_ok()
+            }
+            _ => false,
+        };
+        if !accepted {
+            let now = self.now();
+            let _ = self
+                .session
+                .send_error(now, stream, 0, "the server is not accepting streams");
+            self.session.drop_stream(stream);
+        }
+    }
+
+    fn command(&mut self, Command { stream, op, reply }: Command) {
+        let now = self.now();
+        let result = match op {
+            Op::Open { rpc, metadata } => {
+                self.opens.push_back((rpc, metadata, reply));
+                self.retry_opens();
+                return;
+            }
+            Op::Recv => {
+                self.waiters.entry(stream).or_default().recv = Some(reply);
+                self.retry(stream);
+                return;
+            }
+            Op::Send(message) => {
+                self.waiters.entry(stream).or_default().send = Some((message, reply));
+                self.retry(stream);
+                return;
+            }
+            Op::CloseSend => self.session.close_send(now, stream),
+            Op::Close => self.session.close(now, stream),
+            Op::Cancel => self.session.cancel(now, stream),
+            Op::SendError { code, message } => self.session.send_error(now, stream, code, message),
+        };
+        let _ = reply.send(result.map(|()| Reply::Done).map_err(Error::from_session));
+        // Ending a stream locally ends its parked requests too.
+        self.retry(stream);
+    }
+
+    /// Answer `stream`'s parked requests that can be answered now.
+    fn retry(&mut self, stream: u64) {
+        let now = self.now();
+        let mux = self.is_mux();
+        let Some(waiters) = self.waiters.get_mut(&stream) else {
+            return;
+        };
+        if let Some(tx) = waiters.recv.take() {
+            let answer = match self.session.read(stream) {
+                Ok(Recv::Pending) if self.eof => Some(Err(Error::PeerClosed)),
+                Ok(Recv::Pending) => None,
+                Ok(Recv::Message(m)) => Some(Ok(Reply::Message(Some(m)))),
+                Ok(Recv::Eof) => Some(Ok(Reply::Message(None))),
+                Ok(Recv::Failed(body)) => Some(Err(Error::Remote {
+                    code: body.code,
+                    message: String::from_utf8_lossy(&body.message).into_owned(),
+                })),
+                Ok(Recv::Canceled) => Some(Err(Error::Canceled)),
+                Err(e) => Some(Err(Error::from_session(e))),
+            };
+            match answer {
+                Some(answer) => {
+                    let _ = tx.send(answer);
+                }
+                None => waiters.recv = Some(tx),
+            }
+        }
+        if let Some((message, tx)) = waiters.send.take() {
+            match self.session.send(now, stream, message.clone()) {
+                Err(SessionError::SendBufferFull(_)) if self.eof && mux => {
+                    let _ = tx.send(Err(Error::PeerClosed));
+                }
+                Err(SessionError::SendBufferFull(_)) => waiters.send = Some((message, tx)),
+                result => {
+                    let _ = tx.send(result.map(|()| Reply::Done).map_err(Error::from_session));
+                }
+            }
+        }
+        if waiters.recv.is_none() && waiters.send.is_none() {
+            self.waiters.remove(&stream);
+        }
+    }
+
+    fn is_mux(&self) -> bool {
+        self.session.config().mode == Mode::Mux
+    }
+
+    /// Open the parked streams the session allows now, in order; true if any opened.
+    fn retry_opens(&mut self) -> bool {
+        let mut opened = false;
+        while let Some((rpc, metadata, reply)) = self.opens.pop_front() {
+            if self.eof {
+                let _ = reply.send(Err(Error::PeerClosed));
+                continue;
+            }
+            let now = self.now();
+            match self.session.open_stream(now, rpc.clone(), &metadata) {
+                Err(SessionError::StreamBusy | SessionError::TooManyStreams(_)) => {
+                    self.opens.push_front((rpc, metadata, reply));
+                    break;
+                }
+                result => {
+                    opened = true;
+                    if let Ok(stream) = result {
+                        tracing::debug!(stream, "opened");
+                    }
+                    let _ = reply.send(result.map(Reply::Opened).map_err(Error::from_session));
+                }
+            }
+        }
+        opened
+    }
+
+    /// No handle refers to `stream` any more.
+    fn release(&mut self, stream: u64) {
+        let now = self.now();
+        // Either may find the stream over already; that is fine.
+        let _ = match self.session.role() {
+            Role::Client => self.session.close(now, stream),
+            Role::Server => self.session.close_send(now, stream),
+        };
+        self.session.drop_stream(stream);
+        self.waiters.remove(&stream);
+    }
+
+    /// The peer will send nothing more: requests that need its data fail; the rest go on.
+    fn peer_closed(&mut self) {
+        tracing::debug!("peer closed its side");
+        self.eof = true;
+        self.incoming = None;
+        let streams: Vec<u64> = self.waiters.keys().copied().collect();
+        for stream in streams {
+            self.retry(stream);
+        }
+        self.retry_opens();
+    }
+}

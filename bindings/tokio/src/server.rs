@@ -1,0 +1,256 @@
+//! The server side: accept streams, or let a [`Router`] answer them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use weir::mux::session::{Config, Role};
+use weir::mux::wire::Metadata;
+
+use crate::driver;
+use crate::handle::{Handle, Stream};
+
+/// The server end of a connection. The connection ends when the server and all the streams
+/// it accepted are dropped.
+#[derive(Debug)]
+pub struct Server {
+    // Keeps the connection task alive while the server exists.
+    _handle: Handle,
+    incoming: mpsc::Receiver<IncomingStream>,
+}
+
+impl Server {
+    /// Start a server session on `io`. The connection runs in a task of its own, so this must
+    /// be called within a tokio runtime.
+    pub fn new<IO>(io: IO, config: Config) -> Server
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (handle, incoming) = driver::spawn(io, Role::Server, config);
+        let incoming = incoming.unwrap_or_else(|| mpsc::channel(1).1);
+        Server {
+            _handle: handle,
+            incoming,
+        }
+    }
+
+    /// The next stream the peer opened, or `None` once the peer has closed the connection (or
+    /// it failed).
+    pub async fn accept(&mut self) -> Option<IncomingStream> {
+        self.incoming.recv().await
+    }
+}
+
+/// A stream the peer opened: the rpc it calls, its metadata, and the [`Stream`] itself
+/// (through `Deref`).
+#[derive(Debug)]
+pub struct IncomingStream {
+    rpc: String,
+    metadata: Metadata,
+    stream: Stream,
+}
+
+impl IncomingStream {
+    pub(crate) fn new(rpc: String, metadata: Metadata, stream: Stream) -> IncomingStream {
+        IncomingStream {
+            rpc,
+            metadata,
+            stream,
+        }
+    }
+
+    /// The rpc name, as the peer sent it.
+    pub fn rpc(&self) -> &str {
+        &self.rpc
+    }
+
+    /// The metadata the peer sent with the call (empty if none).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The stream alone.
+    pub fn into_stream(self) -> Stream {
+        self.stream
+    }
+}
+
+impl Deref for IncomingStream {
+    type Target = Stream;
+    fn deref(&self) -> &Stream {
+        &self.stream
+    }
+}
+
+impl DerefMut for IncomingStream {
+    fn deref_mut(&mut self) -> &mut Stream {
+        &mut self.stream
+    }
+}
+
+/// An error a handler returns: the peer receives its code and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The error code (DRPC's `errs` code; 0 for none).
+    pub code: u64,
+    /// The message.
+    pub message: String,
+}
+
+impl Status {
+    /// An error with `code` and `message`.
+    pub fn new(code: u64, message: impl Into<String>) -> Status {
+        Status {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::Error> for Status {
+    fn from(e: crate::Error) -> Status {
+        match e {
+            crate::Error::Remote { code, message } => Status { code, message },
+            other => Status::new(0, other.to_string()),
+        }
+    }
+}
+
+/// What a unary handler receives.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The rpc called.
+    pub rpc: String,
+    /// The metadata sent with the call.
+    pub metadata: Metadata,
+    /// The request message.
+    pub message: Bytes,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type UnaryFn = dyn Fn(Request) -> BoxFuture<Result<Bytes, Status>> + Send + Sync;
+type StreamingFn = dyn Fn(IncomingStream) -> BoxFuture<Result<(), Status>> + Send + Sync;
+
+#[derive(Clone)]
+enum Route {
+    Unary(Arc<UnaryFn>),
+    Streaming(Arc<StreamingFn>),
+}
+
+/// Maps rpc names to async handlers and serves connections with them. An rpc with no handler
+/// gets the Error reply Go DRPC sends: code 0, `protocol error: unknown rpc: "<rpc>"`.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Arc<HashMap<String, Route>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.routes.keys().collect();
+        names.sort();
+        f.debug_struct("Router").field("rpcs", &names).finish()
+    }
+}
+
+impl Router {
+    /// A router with no rpcs.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    fn route(mut self, rpc: &str, route: Route) -> Router {
+        Arc::make_mut(&mut self.routes).insert(rpc.to_owned(), route);
+        self
+    }
+
+    /// Answer `rpc` with `handler`: one request in, one reply (or a [`Status`]) out.
+    pub fn unary<F, Fut>(self, rpc: &str, handler: F) -> Router
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+    {
+        self.route(
+            rpc,
+            Route::Unary(Arc::new(move |request| Box::pin(handler(request)))),
+        )
+    }
+
+    /// Answer `rpc` with `handler`, which gets the stream to read and write as it likes.
+    /// When it returns, the router closes the stream's send side (or sends its [`Status`]).
+    pub fn streaming<F, Fut>(self, rpc: &str, handler: F) -> Router
+    where
+        F: Fn(IncomingStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Status>> + Send + 'static,
+    {
+        self.route(
+            rpc,
+            Route::Streaming(Arc::new(move |stream| Box::pin(handler(stream)))),
+        )
+    }
+
+    /// Answer every stream of `server`, each in a task of its own, until the peer closes the
+    /// connection and every handler has returned.
+    pub async fn serve(&self, mut server: Server) {
+        let mut handlers = JoinSet::new();
+        while let Some(incoming) = server.accept().await {
+            handlers.spawn(self.clone().answer(incoming));
+            // Reap finished handlers as we go, so the set stays small.
+            while handlers.try_join_next().is_some() {}
+        }
+        drop(server);
+        while handlers.join_next().await.is_some() {}
+    }
+
+    /// Serve every connection `listener` accepts, each in a task of its own, with `config`.
+    pub async fn serve_tcp(
+        &self,
+        listener: tokio::net::TcpListener,
+        config: Config,
+    ) -> std::io::Result<()> {
+        loop {
+            let (socket, _) = listener.accept().await?;
+            socket.set_nodelay(true)?;
+            let router = self.clone();
+            tokio::spawn(async move { router.serve(Server::new(socket, config)).await });
+        }
+    }
+
+    async fn answer(self, mut incoming: IncomingStream) {
+        let Some(route) = self.routes.get(incoming.rpc()).cloned() else {
+            let message = format!("protocol error: unknown rpc: {:?}", incoming.rpc());
+            let _ = incoming.send_error(0, message).await;
+            return;
+        };
+        let mut stream = incoming.stream.share();
+        let result = match route {
+            Route::Unary(handler) => match incoming.recv().await {
+                Ok(Some(message)) => {
+                    let request = Request {
+                        rpc: incoming.rpc,
+                        metadata: incoming.metadata,
+                        message,
+                    };
+                    drop(incoming.stream);
+                    match handler(request).await {
+                        Ok(reply) => stream.send(reply).await.map_err(Status::from),
+                        Err(status) => Err(status),
+                    }
+                }
+                Ok(None) => Err(Status::new(0, "EOF")),
+                Err(e) => Err(e.into()),
+            },
+            Route::Streaming(handler) => handler(incoming).await,
+        };
+        // The stream may be over already (the peer canceled it, say): nothing to tell then.
+        let _ = match result {
+            Ok(()) => stream.close_send().await,
+            Err(status) => stream.send_error(status.code, status.message).await,
+        };
+    }
+}
