@@ -2,86 +2,13 @@
 //! mode, as the client and as the server, and requires the recorded bytes exactly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use weir::mux::session::{Config, Event, Recv, Role, Session};
-use weir::mux::wire::{parse_frame, Metadata};
 use weir::time::Instant;
+use weir_tests::drpc::{frames, hex, metadata_for, transcripts, Step};
 
 const NOW: Instant = Instant::ZERO;
-
-#[derive(Deserialize)]
-struct Transcript {
-    name: String,
-    client_to_server_hex: String,
-    server_to_client_hex: String,
-    client_steps: Vec<Step>,
-    ordering_gate: bool,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    op: String,
-    input: Option<BytesInfo>,
-    response: Option<BytesInfo>,
-    error: Option<String>,
-    error_code: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct BytesInfo {
-    len: usize,
-    hex: Option<String>,
-}
-
-impl BytesInfo {
-    /// The bytes, from the hex when given, else the vectors' data pattern (which every large
-    /// payload in the transcripts uses).
-    fn bytes(&self) -> Bytes {
-        match &self.hex {
-            Some(h) => hex(h).into(),
-            None => (0..self.len)
-                .map(|i| (i * 7 + 3) as u8)
-                .collect::<Vec<_>>()
-                .into(),
-        }
-    }
-}
-
-fn transcripts() -> Vec<Transcript> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/drpc/transcripts.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// The wire bytes cut into whole frames, to feed one at a time.
-fn frames(wire: &[u8]) -> Vec<Vec<u8>> {
-    let mut rest = wire;
-    let mut out = Vec::new();
-    while let Some((_, used)) = parse_frame(rest).unwrap() {
-        out.push(rest[..used].to_vec());
-        rest = &rest[used..];
-    }
-    assert!(rest.is_empty());
-    out
-}
-
-/// The metadata the Go client sent in scenario b.
-fn metadata_for(name: &str) -> Metadata {
-    if name == "b_unary_metadata" {
-        Metadata::from_iter([("k", "v")])
-    } else {
-        Metadata::new()
-    }
-}
 
 /// A client session fed the server's frames one at a time, only when it waits for them.
 struct Client {

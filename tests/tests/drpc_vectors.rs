@@ -9,6 +9,7 @@ use weir::mux::wire::{
     parse_frame, put_varint, read_varint, ErrorBody, Frame, Id, Kind, Metadata, Packet,
     PacketLimit, PacketReader, SplitSize, WireError,
 };
+use weir_tests::drpc::{hex, pattern};
 
 fn load<T: DeserializeOwned>(file: &str) -> T {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,14 +17,6 @@ fn load<T: DeserializeOwned>(file: &str) -> T {
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd hex length: {text}");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))
-        .collect()
 }
 
 fn num(text: &str) -> u64 {
@@ -354,11 +347,6 @@ struct FrameRun {
     first_data_offset: usize,
 }
 
-/// The README's data pattern: byte `i` is `(i*7 + 3) mod 256`.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + 3) as u8).collect()
-}
-
 fn go_split_size(n: i64) -> SplitSize {
     match n {
         0 => SplitSize::DEFAULT,
@@ -374,7 +362,7 @@ fn split() {
         let p = &case.packet;
         let data = match &p.data_hex {
             Some(h) => hex(h),
-            None => pattern(p.data_len),
+            None => pattern(p.data_len).to_vec(),
         };
         assert_eq!(data.len(), p.data_len, "{}", case.name);
         let data = Bytes::from(data);

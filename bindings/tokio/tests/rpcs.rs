@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{connect, echo_router, pattern, Transport};
+use common::{connect, echo_router, Transport};
 use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
+use weir_tests::drpc::pattern;
 use weir_tokio::{Client, Error, Router};
 
 async fn unary(client: Client) {

@@ -10,84 +10,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use bytes::Bytes;
 use common::{echo_router, tcp_pair};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir::mux::session::{Config, Recv, Role, Session};
-use weir::mux::wire::{parse_frame, Metadata};
 use weir::time::Instant;
+use weir_tests::drpc::{frames, hex, metadata_for, transcripts, Step, Transcript};
 use weir_tokio::{Client, Error, Server};
-
-#[derive(Deserialize)]
-struct Transcript {
-    name: String,
-    client_to_server_hex: String,
-    server_to_client_hex: String,
-    client_steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    op: String,
-    input: Option<BytesInfo>,
-    response: Option<BytesInfo>,
-    error: Option<String>,
-    error_code: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct BytesInfo {
-    len: usize,
-    hex: Option<String>,
-}
-
-impl BytesInfo {
-    fn bytes(&self) -> Bytes {
-        match &self.hex {
-            Some(h) => hex(h).into(),
-            None => common::pattern(self.len),
-        }
-    }
-}
-
-fn transcripts() -> Vec<Transcript> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/drpc/transcripts.json");
-    let all: Vec<Transcript> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert_eq!(all.len(), 13, "the vectors hold 13 conversations");
-    all
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn frames(wire: &[u8]) -> Vec<Vec<u8>> {
-    let mut rest = wire;
-    let mut out = Vec::new();
-    while let Some((_, used)) = parse_frame(rest).unwrap() {
-        out.push(rest[..used].to_vec());
-        rest = &rest[used..];
-    }
-    assert!(rest.is_empty());
-    out
-}
-
-fn metadata_for(name: &str) -> Metadata {
-    if name == "b_unary_metadata" {
-        Metadata::from_iter([("k", "v")])
-    } else {
-        Metadata::new()
-    }
-}
 
 /// When each side wrote what, from a lockstep replay of the client through a sans-IO session.
 #[derive(Default)]

@@ -98,11 +98,3 @@ pub async fn tcp_pair() -> (TcpStream, TcpStream) {
     server.set_nodelay(true).unwrap();
     (client, server)
 }
-
-/// The vectors' data pattern, used for large payloads.
-pub fn pattern(len: usize) -> Bytes {
-    (0..len)
-        .map(|i| (i * 7 + 3) as u8)
-        .collect::<Vec<_>>()
-        .into()
-}
