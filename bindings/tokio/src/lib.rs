@@ -41,6 +41,7 @@ mod client;
 mod driver;
 mod error;
 mod handle;
+pub mod proxy;
 mod server;
 
 pub use client::Client;

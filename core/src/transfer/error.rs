@@ -156,47 +156,62 @@ pub enum ParseError {
 }
 
 /// Why the machine closed the client connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {
     /// The client broke the framing rules.
+    #[error("the client broke the wire protocol: {0}")]
     ClientProtocol(FrameError),
     /// The server broke the framing rules or sent an unparsable message.
+    #[error("the server broke the wire protocol: {0}")]
     ServerProtocol(FrameError),
     /// A message from the server did not parse.
+    #[error("a server message did not parse: {0}")]
     ServerMessage(ParseError),
     /// A message from the client did not parse.
+    #[error("a client message did not parse: {0}")]
     ClientMessage(ParseError),
     /// The client put the revival-token parameter in its own StartupMessage.
+    #[error("the client sent a session revival token itself")]
     ClientSentRevivalToken,
     /// The server accepted SSL or GSS encryption: the machine needs plaintext, so the adapter
     /// must terminate encryption itself.
+    #[error("the server accepted encryption, which the proxy must terminate itself")]
     EncryptionAccepted,
     /// The connection carried a CancelRequest (reported as [`super::Output::CancelRequest`]).
+    #[error("the connection carried a CancelRequest")]
     CancelRequest,
     /// A transfer failed where the session could not be resumed.
+    #[error("the session could not be moved and was closed: {0}")]
     TransferFatal(Failure),
 }
 
 /// Why a transfer did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Failure {
     /// No safe point came before the deadline; nothing was sent to any server.
+    #[error("no safe point came before the deadline")]
     NoSafePoint,
     /// The deadline passed while the transfer was running.
+    #[error("the transfer timed out")]
     Timeout,
     /// The state query answered with a non-null `error` column (an open transaction, a temporary
     /// table, a session too large, ...).
+    #[error("the old server cannot serialize the session: {0}")]
     StateError(String),
     /// The old server sent an ErrorResponse while the state query was outstanding: it could be
     /// for the state query or for anything else, so the session state is unknown.
+    #[error("the old server answered the state query with an error: {0}")]
     AmbiguousError(String),
     /// The state response carried another transfer key.
+    #[error("the state response carried another transfer key")]
     WrongKey,
     /// The state (or deserialize) response ended with an unexpected CommandComplete tag.
+    #[error("unexpected command tag {0:?}")]
     WrongTag(String),
     /// A response message had another type than the one the protocol calls for.
+    #[error("expected message {:?}, got {:?}", char::from(*expected), char::from(*got))]
     UnexpectedMessage {
         /// The type byte expected.
         expected: u8,
@@ -204,29 +219,40 @@ pub enum Failure {
         got: u8,
     },
     /// A response row had the wrong shape (column count, nulls, non-base64 text).
+    #[error("malformed response: {0}")]
     MalformedResponse(&'static str),
     /// A response message was larger than the limit for it.
+    #[error("a response message of {len} bytes is over the limit")]
     ResponseTooLarge {
         /// The declared message length.
         len: u32,
     },
     /// The server ended a response with a ReadyForQuery status other than idle.
+    #[error("the server was not idle after the response (status {:?})", char::from(*_0))]
     NotIdle(u8),
     /// The new server could not be reached.
+    #[error("the new server could not be reached: {0}")]
     DialFailed(String),
     /// The new server refused the revival token (an error, or a request for a password).
+    #[error("the new server refused the revival token: {0}")]
     TokenRejected(String),
     /// The deserialize function returned false.
+    #[error("the new server refused the session state")]
     DeserializeFalse,
     /// The deserialize query failed on the new server.
+    #[error("the deserialize query failed: {0}")]
     DeserializeError(String),
     /// A server broke the wire protocol during the transfer.
+    #[error("a server broke the wire protocol: {0}")]
     Protocol(FrameError),
     /// A server message in the transfer did not parse.
+    #[error("a server message did not parse: {0}")]
     Parse(ParseError),
     /// The old server sent more than `Config::max_held_server_bytes` while the new server was
     /// being set up.
+    #[error("the old server sent too much while the new one was set up")]
     HeldServerBytesFull,
     /// The session closed (a protocol violation elsewhere) while the transfer was under way.
+    #[error("the session closed during the transfer")]
     SessionClosed,
 }

@@ -1,0 +1,60 @@
+//! How a [`super::Proxy`] behaves.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The proxy's backends, limits and policies.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The servers sessions are placed on, in order; a [`super::BackendId`] is an index here.
+    pub backends: Vec<SocketAddr>,
+    /// The migration machine's configuration (dialect, transfer timeout, buffer limits).
+    pub transfer: weir::transfer::Config,
+    /// Attempts per requested move: a recoverable failure is retried until this many attempts
+    /// were made. Default 3.
+    pub max_transfer_attempts: u32,
+    /// Wait before the next attempt, times the number of attempts made. Default 20 ms.
+    pub retry_backoff: Duration,
+    /// Connecting to a backend (a new client's first server, or a transfer's new one) fails
+    /// after this. Default 5 s.
+    pub connect_timeout: Duration,
+    /// The longest startup packet a client may send (PostgreSQL allows 10,000 bytes).
+    pub max_startup_len: u32,
+    /// When set, the rebalancer runs with this policy.
+    pub rebalance: Option<RebalanceConfig>,
+}
+
+impl ProxyConfig {
+    /// The defaults for these backends, with the machine's default (CockroachDB) dialect.
+    pub fn new(backends: Vec<SocketAddr>) -> ProxyConfig {
+        ProxyConfig {
+            backends,
+            transfer: weir::transfer::Config::default(),
+            max_transfer_attempts: 3,
+            retry_backoff: Duration::from_millis(20),
+            connect_timeout: Duration::from_secs(5),
+            max_startup_len: 10_000,
+            rebalance: None,
+        }
+    }
+}
+
+/// The rebalancer: every `interval` it moves every session off draining backends, then moves
+/// sessions from the fullest backend to the emptiest until their counts differ by at most one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebalanceConfig {
+    /// Time between passes.
+    pub interval: Duration,
+    /// Moves started per pass at most, so a pass never floods the backends with new
+    /// connections.
+    pub max_moves_per_pass: usize,
+}
+
+impl Default for RebalanceConfig {
+    fn default() -> Self {
+        RebalanceConfig {
+            interval: Duration::from_secs(1),
+            max_moves_per_pass: 64,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What the proxy reports: sessions per backend and the migration machines' counters.
+
+use weir::transfer::{Histogram, Metrics};
+
+/// A snapshot of the proxy, from [`super::Proxy::metrics`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyMetrics {
+    /// Sessions on each backend now, by [`super::BackendId`].
+    pub sessions_per_backend: Vec<usize>,
+    /// Clients accepted since the proxy started (cancel requests not counted).
+    pub sessions_accepted: u64,
+    /// Clients closed because no backend could be reached.
+    pub sessions_refused: u64,
+    /// Transfer attempts that were retries of a recoverable failure.
+    pub transfer_retries: u64,
+    /// CancelRequests forwarded to the server a session is on.
+    pub cancels_forwarded: u64,
+    /// The sum of every session's machine counters: those of ended sessions, and for live
+    /// ones as of their last transfer (byte counters of a live session lag until then).
+    pub transfers: Metrics,
+}
+
+/// Add `m`'s counters to `into`.
+pub(crate) fn add(into: &mut Metrics, m: &Metrics) {
+    into.attempted += m.attempted;
+    into.success += m.success;
+    into.error_fatal += m.error_fatal;
+    into.error_recoverable += m.error_recoverable;
+    add_histogram(&mut into.latency_us, &m.latency_us);
+    add_histogram(&mut into.response_bytes, &m.response_bytes);
+    into.client_bytes += m.client_bytes;
+    into.server_bytes += m.server_bytes;
+    into.discarded_old_server_bytes += m.discarded_old_server_bytes;
+}
+
+fn add_histogram(into: &mut Histogram, h: &Histogram) {
+    for (a, b) in into.buckets.iter_mut().zip(h.buckets.iter()) {
+        *a += b;
+    }
+    into.count += h.count;
+    into.sum = into.sum.saturating_add(h.sum);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_counters_and_buckets() {
+        let mut a = Metrics::default();
+        let mut b = Metrics::default();
+        a.attempted = 2;
+        a.success = 1;
+        a.error_recoverable = 1;
+        a.latency_us.record(1000);
+        b.attempted = 1;
+        b.error_fatal = 1;
+        b.latency_us.record(1000);
+        b.latency_us.record(3);
+        b.client_bytes = 10;
+        let mut total = Metrics::default();
+        add(&mut total, &a);
+        add(&mut total, &b);
+        assert_eq!(
+            (total.attempted, total.success, total.error_fatal, total.error_recoverable),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(total.latency_us.count, 3);
+        assert_eq!(total.latency_us.buckets[9], 2);
+        assert_eq!(total.latency_us.buckets[1], 1);
+        assert_eq!(total.latency_us.sum, 2003);
+        assert_eq!(total.client_bytes, 10);
+    }
+}

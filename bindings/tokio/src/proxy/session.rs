@@ -1,0 +1,498 @@
+//! One client's task: it owns the client socket, the server sockets and the migration machine.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant as TokioInstant;
+use tracing::Instrument;
+use weir::time::Instant;
+use weir::transfer::message::{build_cancel_request, BackendKey};
+use weir::transfer::{
+    CloseReason, Error as MachineError, Machine, Output, Peer, TransferOutcome, TransferResult,
+};
+
+use super::frontend::{self, First};
+use super::registry::{Command, Registration, Shared};
+use super::{BackendId, MoveError};
+
+/// Bytes read from a socket at a time at most.
+const READ_CHUNK: usize = 64 << 10;
+/// Move requests waiting for a session task at most.
+const COMMAND_QUEUE: usize = 4;
+
+type Dial = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+type Reply = oneshot::Sender<Result<TransferOutcome, MoveError>>;
+
+/// Serve one accepted client until it leaves.
+pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let startup = match frontend::read_first(&mut client, shared.config.max_startup_len).await {
+        Ok(First::Startup(startup)) => startup,
+        Ok(First::Cancel(key)) => return forward_cancel(&shared, &key).await,
+        Err(e) => {
+            tracing::debug!(%peer, "client left before starting a session: {e}");
+            return;
+        }
+    };
+    let Some((backend, server)) = connect_first(&shared).await else {
+        shared.lock().counters.refused += 1;
+        let reply = frontend::fatal_error("08006", "weir: no backend server is reachable");
+        let _ = client.write_all(&reply).await;
+        return;
+    };
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+    let registration = shared.register(backend, commands_tx);
+    let span = tracing::info_span!("weir.proxy.session", session = registration.id.0, %peer);
+    let session = Session {
+        machine: Machine::new(shared.config.transfer.clone()),
+        shared,
+        registration,
+        epoch: TokioInstant::now(),
+        client,
+        server,
+        backend,
+        new_server: None,
+        dialing: None,
+        moving: None,
+        pending_client: None,
+        commands,
+        keys: (None, None),
+    };
+    session.run(startup).instrument(span).await;
+}
+
+/// Connect to the least-loaded reachable backend, trying each at most once.
+async fn connect_first(shared: &Shared) -> Option<(BackendId, TcpStream)> {
+    let mut tried = Vec::new();
+    while let Some((id, addr)) = shared.reserve(&tried) {
+        match connect(addr, shared.config.connect_timeout).await {
+            Ok(server) => return Some((id, server)),
+            Err(e) => {
+                tracing::warn!(backend = %addr, "backend unreachable: {e}");
+                shared.unreserve(id);
+                tried.push(id);
+            }
+        }
+    }
+    None
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Send a CancelRequest to the server the session with this client key is on now.
+async fn forward_cancel(shared: &Shared, client_key: &BackendKey) {
+    let Some((addr, server_key)) = shared.cancel_target(client_key) else {
+        tracing::debug!(
+            process_id = client_key.process_id,
+            "cancel request for no known session"
+        );
+        return;
+    };
+    let sent = async {
+        let mut server = connect(addr, shared.config.connect_timeout).await?;
+        server.write_all(&build_cancel_request(&server_key)).await?;
+        server.shutdown().await
+    };
+    match sent.await {
+        Ok(()) => shared.lock().counters.cancels += 1,
+        Err(e) => tracing::warn!(backend = %addr, "forwarding a cancel request failed: {e}"),
+    }
+}
+
+/// A move the caller asked for, across its attempts.
+struct Moving {
+    to: BackendId,
+    attempts: u32,
+    reply: Option<Reply>,
+    /// When the next attempt starts, after a recoverable failure.
+    retry_at: Option<TokioInstant>,
+}
+
+/// What woke the task.
+enum Wake {
+    Client(io::Result<Bytes>),
+    Server(io::Result<Bytes>),
+    NewServer(io::Result<Bytes>),
+    Dialed(io::Result<TcpStream>),
+    Deadline,
+    Retry,
+    Command(Option<Command>),
+}
+
+/// Why the session ended.
+enum End {
+    ClientLeft,
+    ServerLeft,
+    Io(Peer, io::Error),
+    Closed(CloseReason),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    registration: Registration,
+    machine: Machine,
+    epoch: TokioInstant,
+    client: TcpStream,
+    server: TcpStream,
+    backend: BackendId,
+    new_server: Option<TcpStream>,
+    dialing: Option<Dial>,
+    moving: Option<Moving>,
+    /// Client bytes the machine could not hold yet (its held-bytes limit during a transfer);
+    /// the client is not read until they are taken.
+    pending_client: Option<Bytes>,
+    commands: mpsc::Receiver<Command>,
+    /// The cancel keys as last published to the registry.
+    keys: (Option<BackendKey>, Option<BackendKey>),
+}
+
+impl Session {
+    async fn run(mut self, startup: Bytes) {
+        let end = match self.machine.handle_client_input(self.now(), startup) {
+            Ok(()) => self.serve().await,
+            Err(e) => End::Io(Peer::Client, io::Error::other(e)),
+        };
+        match &end {
+            End::ClientLeft => tracing::debug!("client left"),
+            End::ServerLeft => tracing::info!("server closed the connection"),
+            End::Io(peer, e) => tracing::info!(?peer, "connection failed: {e}"),
+            End::Closed(reason) => tracing::info!("session closed: {reason}"),
+        }
+        if let End::Closed(CloseReason::TransferFatal(failure)) = &end {
+            let message = format!("weir: the session could not be moved and was closed: {failure}");
+            let _ = self
+                .client
+                .write_all(&frontend::fatal_error("08006", &message))
+                .await;
+        }
+        if let Some(m) = self.moving.take() {
+            if let Some(reply) = m.reply {
+                let _ = reply.send(Err(MoveError::SessionClosed));
+            }
+        }
+        let metrics = self.machine.metrics().clone();
+        self.registration.update(|e| e.metrics = metrics);
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.epoch.elapsed().as_nanos() as u64)
+    }
+
+    fn tokio_instant(&self, at: Instant) -> TokioInstant {
+        self.epoch + Duration::from_nanos(at.as_nanos())
+    }
+
+    async fn serve(&mut self) -> End {
+        let mut client_buf = BytesMut::new();
+        let mut server_buf = BytesMut::new();
+        let mut new_server_buf = BytesMut::new();
+        loop {
+            if let Err(end) = self.apply_outputs().await {
+                return end;
+            }
+            let deadline = self.machine.poll_timeout().map(|t| self.tokio_instant(t));
+            let retry_at = self.moving.as_ref().and_then(|m| m.retry_at);
+            let wake = {
+                let Session {
+                    client,
+                    server,
+                    new_server,
+                    dialing,
+                    commands,
+                    pending_client,
+                    ..
+                } = self;
+                let reading_client = pending_client.is_none();
+                tokio::select! {
+                    r = read(client, &mut client_buf), if reading_client => Wake::Client(r),
+                    r = read(server, &mut server_buf) => Wake::Server(r),
+                    r = async { read(new_server.as_mut().expect("guarded"), &mut new_server_buf).await },
+                        if new_server.is_some() => Wake::NewServer(r),
+                    r = async { dialing.as_mut().expect("guarded").await }, if dialing.is_some() => {
+                        Wake::Dialed(r)
+                    }
+                    _ = sleep_until(deadline), if deadline.is_some() => Wake::Deadline,
+                    _ = sleep_until(retry_at), if retry_at.is_some() => Wake::Retry,
+                    c = commands.recv() => Wake::Command(c),
+                }
+            };
+            let now = self.now();
+            let result = match wake {
+                Wake::Client(Ok(data)) if data.is_empty() => return End::ClientLeft,
+                Wake::Client(Ok(data)) => self.client_input(now, data),
+                Wake::Client(Err(e)) => return End::Io(Peer::Client, e),
+                Wake::Server(Ok(data)) if data.is_empty() => return End::ServerLeft,
+                Wake::Server(Ok(data)) => self.machine.handle_server_input(now, data),
+                Wake::Server(Err(e)) => return End::Io(Peer::Server, e),
+                Wake::NewServer(Ok(data)) if data.is_empty() => {
+                    self.new_server = None;
+                    self.machine
+                        .handle_new_server_failed(now, "the new server closed the connection")
+                }
+                Wake::NewServer(Ok(data)) => self.machine.handle_new_server_input(now, data),
+                Wake::NewServer(Err(e)) => {
+                    self.new_server = None;
+                    self.machine.handle_new_server_failed(now, &e.to_string())
+                }
+                Wake::Dialed(r) => {
+                    self.dialing = None;
+                    match r {
+                        Ok(stream) => {
+                            self.new_server = Some(stream);
+                            self.machine.handle_new_server_connected(now)
+                        }
+                        Err(e) => self.machine.handle_new_server_failed(now, &e.to_string()),
+                    }
+                }
+                Wake::Deadline => {
+                    self.machine.handle_timeout(now);
+                    Ok(())
+                }
+                Wake::Retry => {
+                    self.attempt(now);
+                    Ok(())
+                }
+                Wake::Command(Some(Command::Move { to, reply })) => {
+                    self.request_move(now, to, reply);
+                    Ok(())
+                }
+                // The registry holds the sender while this task runs; should it ever close,
+                // the session goes on without taking commands.
+                Wake::Command(None) => {
+                    self.commands = mpsc::channel(1).1;
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                // Every input is checked before it is given; a refusal here is a bug in this
+                // task, so the session ends rather than run on with a confused machine.
+                tracing::error!("the migration machine refused an input: {e}");
+                return End::Io(Peer::Client, io::Error::other(e));
+            }
+        }
+    }
+
+    fn client_input(&mut self, now: Instant, data: Bytes) -> Result<(), MachineError> {
+        match self.machine.handle_client_input(now, data.clone()) {
+            Err(MachineError::HeldClientBytesFull { .. }) => {
+                self.pending_client = Some(data);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Carry out what the machine asked for, until it has nothing more.
+    async fn apply_outputs(&mut self) -> Result<(), End> {
+        loop {
+            while let Some(output) = self.machine.poll_output() {
+                self.apply(output).await?;
+            }
+            // A transfer that ended frees room for client bytes the machine refused.
+            let Some(data) = self.pending_client.take() else {
+                break;
+            };
+            if let Err(e) = self.client_input(self.now(), data) {
+                return Err(End::Io(Peer::Client, io::Error::other(e)));
+            }
+            if self.pending_client.is_some() {
+                break;
+            }
+        }
+        self.publish_keys();
+        Ok(())
+    }
+
+    async fn apply(&mut self, output: Output) -> Result<(), End> {
+        match output {
+            Output::Transmit(t) => match t.to {
+                Peer::Client => self
+                    .client
+                    .write_all(&t.data)
+                    .await
+                    .map_err(|e| End::Io(Peer::Client, e))?,
+                Peer::Server => self
+                    .server
+                    .write_all(&t.data)
+                    .await
+                    .map_err(|e| End::Io(Peer::Server, e))?,
+                Peer::NewServer => {
+                    let written = match self.new_server.as_mut() {
+                        Some(s) => s.write_all(&t.data).await,
+                        None => Err(io::ErrorKind::NotConnected.into()),
+                    };
+                    if let Err(e) = written {
+                        self.new_server = None;
+                        let now = self.now();
+                        let _ = self.machine.handle_new_server_failed(now, &e.to_string());
+                    }
+                }
+            },
+            Output::DialNewServer { .. } => match self.moving.as_ref() {
+                Some(m) => {
+                    let addr = self.shared.addr(m.to);
+                    let timeout = self.shared.config.connect_timeout;
+                    self.dialing = Some(Box::pin(connect(addr, timeout)));
+                }
+                None => {
+                    let now = self.now();
+                    let _ = self
+                        .machine
+                        .handle_new_server_failed(now, "no move was requested");
+                }
+            },
+            Output::CloseOldServer => {
+                let Some(new) = self.new_server.take() else {
+                    return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
+                };
+                let old = std::mem::replace(&mut self.server, new);
+                drop(old);
+                if let Some(m) = self.moving.as_ref() {
+                    self.backend = m.to;
+                    self.registration.moved(m.to);
+                }
+            }
+            Output::CloseNewServer => {
+                self.new_server = None;
+                self.dialing = None;
+            }
+            Output::CloseClient(reason) => return Err(End::Closed(reason)),
+            Output::Outcome(outcome) => self.outcome(outcome),
+            Output::CancelRequest(key) => {
+                let shared = self.shared.clone();
+                tokio::spawn(async move { forward_cancel(&shared, &key).await }.in_current_span());
+            }
+            // `Output` may grow; an output this task does not know asks for nothing it can do.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn request_move(&mut self, now: Instant, to: Option<BackendId>, reply: Option<Reply>) {
+        let refuse = |reply: Option<Reply>, e: MoveError| {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(e));
+            }
+        };
+        if self.moving.is_some() || self.machine.is_transferring() {
+            return refuse(reply, MoveError::InProgress);
+        }
+        let to = match to {
+            Some(to) if to.0 >= self.shared.config.backends.len() => {
+                return refuse(reply, MoveError::UnknownBackend(to));
+            }
+            Some(to) if to == self.backend => return refuse(reply, MoveError::AlreadyThere(to)),
+            Some(to) => to,
+            None => {
+                let loads = self.shared.lock().loads();
+                match super::balance::least_loaded(&loads, &[self.backend]) {
+                    Some(to) => to,
+                    None => return refuse(reply, MoveError::NoTarget),
+                }
+            }
+        };
+        self.moving = Some(Moving {
+            to,
+            attempts: 0,
+            reply,
+            retry_at: None,
+        });
+        self.registration.update(|e| e.moving = true);
+        self.attempt(now);
+    }
+
+    /// Start the next attempt of the requested move.
+    fn attempt(&mut self, now: Instant) {
+        let key = self.shared.transfer_key();
+        let Some(m) = self.moving.as_mut() else {
+            return;
+        };
+        m.retry_at = None;
+        m.attempts += 1;
+        if let Err(e) = self.machine.request_transfer(now, &key) {
+            self.finish_move(Err(MoveError::Refused(e)));
+        }
+    }
+
+    fn outcome(&mut self, outcome: TransferOutcome) {
+        let from = self.shared.addr(self.backend);
+        let to = self.moving.as_ref().map(|m| self.shared.addr(m.to));
+        let attempt = self.moving.as_ref().map_or(0, |m| m.attempts);
+        let latency_ms = outcome.latency.as_secs_f64() * 1e3;
+        match &outcome.result {
+            TransferResult::Success => {
+                tracing::info!(key = %outcome.key, attempt, latency_ms, ?to, "session moved")
+            }
+            TransferResult::Recoverable(f) => tracing::warn!(
+                key = %outcome.key, attempt, latency_ms, %from, ?to,
+                "transfer failed, the session stays: {f}"
+            ),
+            TransferResult::Fatal(f) => tracing::error!(
+                key = %outcome.key, attempt, latency_ms, %from, ?to,
+                "transfer failed, the session is closed: {f}"
+            ),
+        }
+        let metrics = self.machine.metrics().clone();
+        self.registration.update(|e| e.metrics = metrics);
+        let retry = matches!(outcome.result, TransferResult::Recoverable(_))
+            && attempt < self.shared.config.max_transfer_attempts;
+        match self.moving.as_mut() {
+            Some(m) if retry => {
+                let backoff = self.shared.config.retry_backoff * attempt;
+                m.retry_at = Some(TokioInstant::now() + backoff);
+                self.shared.lock().counters.retries += 1;
+            }
+            _ => self.finish_move(Ok(outcome)),
+        }
+    }
+
+    fn finish_move(&mut self, result: Result<TransferOutcome, MoveError>) {
+        if let Some(m) = self.moving.take() {
+            if let Some(reply) = m.reply {
+                let _ = reply.send(result);
+            }
+        }
+        self.registration.update(|e| e.moving = false);
+    }
+
+    /// Tell the registry about new cancel keys, so CancelRequests find this session.
+    fn publish_keys(&mut self) {
+        let keys = self.machine.cancel_keys();
+        if keys.client == self.keys.0.as_ref() && keys.server == self.keys.1.as_ref() {
+            return;
+        }
+        self.keys = (keys.client.cloned(), keys.server.cloned());
+        let (client_key, server_key) = self.keys.clone();
+        self.registration.update(|e| {
+            e.client_key = client_key;
+            e.server_key = server_key;
+        });
+    }
+}
+
+async fn read(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Bytes> {
+    buf.reserve(READ_CHUNK);
+    let n = stream.read_buf(buf).await?;
+    Ok(buf.split_to(n).freeze())
+}
+
+async fn sleep_until(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
