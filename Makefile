@@ -25,6 +25,10 @@ tools:
 		grep -qx "$$t" <<<"$$installed" || rustup target add "$$t"; \
 	done
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+# PostgreSQL for weir-tests' throwaway clusters (tests/src/postgres.rs); a cluster the package may
+# create and start is not used.
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 ## The tour ---------------------------------------------------------------------------------------
 

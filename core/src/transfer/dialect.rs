@@ -11,15 +11,33 @@
 //! let pg = Dialect::postgres();
 //! assert_eq!(pg.token_param, "weir.session_revival_token");
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("deserialize_session(state bytea)"));
+//! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("weir.carried_settings"));
 //! ```
 
 use alloc::string::String;
 
 /// The SQL that lets stock PostgreSQL answer [`Dialect::postgres`]: a schema `weir` with
 /// `show_transfer_state(key text) RETURNS TABLE(error, session_state_base64,
-/// session_revival_token_base64, transfer_key)` and `deserialize_session(bytea) RETURNS boolean`,
-/// which replays the session's `SET` values with `set_config`. Custom placeholder settings
-/// (`SET myapp.x = ...`) are not listed in `pg_settings` and so are not carried over.
+/// session_revival_token_base64, transfer_key)`, `deserialize_session(bytea) RETURNS boolean` and
+/// the table `carried_settings(name text PRIMARY KEY)`. Install it in every database sessions
+/// use, on every server.
+///
+/// What moves with a session:
+///
+/// - Every setting whose source is `session` (what `SET` changed), replayed with `set_config`.
+/// - Custom placeholder settings (`SET myapp.tenant = 'acme'`) named in `weir.carried_settings`:
+///   PostgreSQL leaves them out of `pg_settings`, so the operator lists the ones to carry
+///   (`INSERT INTO weir.carried_settings VALUES ('myapp.tenant')`).
+/// - Named prepared statements, both from the extended protocol's Parse (tokio-postgres' `s0`,
+///   `s1`, ...), rebuilt as `PREPARE name (types) AS statement`, and from SQL `PREPARE`, replayed
+///   from their text. Both live in one namespace on the new server, so Bind and `EXECUTE` find
+///   them. The unnamed statement and portals are not carried.
+///
+/// What makes the state query answer with its `error` column instead (a recoverable failure: the
+/// session stays on its server): an open transaction, open cursors, temporary tables, `LISTEN`,
+/// advisory locks, a protocol-level statement `PREPARE` cannot take (such as `SET`), and a SQL
+/// `PREPARE` whose recorded text holds a `;` before its end (PostgreSQL records the whole query
+/// string, which may hold other statements). The file's header has the details.
 pub const POSTGRES_EMULATION_SQL: &str = include_str!("postgres_emulation.sql");
 
 /// The columns the state query must return, in this order.
@@ -67,7 +85,9 @@ impl Dialect {
         }
     }
 
-    /// Stock PostgreSQL with [`POSTGRES_EMULATION_SQL`] installed.
+    /// Stock PostgreSQL with [`POSTGRES_EMULATION_SQL`] installed: the revival token travels as
+    /// the custom startup setting `weir.session_revival_token`, and the new server must let the
+    /// user in without a password (the token does not authenticate).
     pub fn postgres() -> Dialect {
         Dialect {
             state_query_template: "SELECT * FROM weir.show_transfer_state('{key}')".into(),

@@ -1,0 +1,360 @@
+//! weir's PostgreSQL emulation of CockroachDB's session transfer, on real PostgreSQL clusters
+//! started by `weir_tests::postgres`, driven by hand with tokio-postgres (no proxy): the state query
+//! on one cluster, then a new connection to another with the revival token, then deserialize.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+use weir::transfer::{Dialect, STATE_COLUMNS};
+use weir_tests::postgres::{connect, Cluster};
+
+/// The state query's one row: (error, state, token).
+async fn transfer_state(client: &Client) -> (Option<String>, Option<String>, Option<String>) {
+    let sql = Dialect::postgres().state_query("key-1");
+    let messages = client.simple_query(&sql).await.expect("state query");
+    let rows: Vec<_> = messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "one row");
+    let row = rows[0];
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, STATE_COLUMNS);
+    assert_eq!(row.get(3), Some("key-1"));
+    (
+        row.get(0).map(str::to_owned),
+        row.get(1).map(str::to_owned),
+        row.get(2).map(str::to_owned),
+    )
+}
+
+/// A connection to `to` with the revival token as a startup setting, the deserialize query's
+/// answer on it, and the connection.
+async fn revive(to: &Cluster, state: &str, token: &str) -> (bool, Client) {
+    let mut config = to.config();
+    config.options(format!("-c {}={token}", Dialect::postgres().token_param));
+    let client = connect(&config).await.expect("connect to the new server");
+    let row = client
+        .query_one(Dialect::postgres().deserialize_query(state).as_str(), &[])
+        .await
+        .expect("deserialize query");
+    (row.get::<_, bool>(0), client)
+}
+
+/// Moves the session of `client` from its cluster to `to` by hand.
+async fn move_session(client: &Client, to: &Cluster) -> Client {
+    let (error, state, token) = transfer_state(client).await;
+    assert_eq!(error, None, "the state query refused");
+    let state = state.expect("state");
+    assert!(!state.contains('\n') && state.len() < 2000, "{state}");
+    let (ok, new) = revive(to, &state, &token.expect("token")).await;
+    assert!(ok, "deserialize_session returned false");
+    new
+}
+
+/// The first column of each row of a simple query.
+async fn simple_column(client: &Client, sql: &str) -> Vec<Option<String>> {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The name tokio-postgres gave the statement with this text (its counter is process-wide).
+async fn statement_name(client: &Client, text: &str) -> String {
+    let sql = "SELECT name FROM pg_prepared_statements WHERE statement = $1 AND NOT from_sql";
+    client.query_one(sql, &[&text]).await.unwrap().get(0)
+}
+
+async fn show(client: &Client, setting: &str) -> String {
+    let row = client
+        .query_one("SELECT current_setting($1, true)", &[&setting])
+        .await
+        .unwrap();
+    row.get::<_, Option<String>>(0).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_and_prepared_statements_survive_a_move() {
+    let (a, b) = (Cluster::start().unwrap(), Cluster::start().unwrap());
+    for cluster in [&a, &b] {
+        cluster.carry_settings(&["myapp.tenant"]).unwrap();
+        cluster
+            .psql("CREATE SCHEMA app; CREATE TABLE app.items (id int, name text);")
+            .unwrap();
+    }
+    b.psql("INSERT INTO app.items VALUES (1, 'on b'), (2, 'also on b');")
+        .unwrap();
+
+    let old = a.connect().await.unwrap();
+    old.batch_execute(
+        "SET application_name = 'weir-test'; SET search_path = app, public; \
+         SET myapp.tenant = 'acme'; SET statement_timeout = '42s'",
+    )
+    .await
+    .unwrap();
+    // SQL PREPAREs, each sent alone: the text PostgreSQL keeps is the whole query string.
+    old.batch_execute("PREPARE by_id (int) AS SELECT name FROM items WHERE id = $1")
+        .await
+        .unwrap();
+    old.batch_execute("PREPARE with_semicolon_at_end AS SELECT count(*) FROM items; ")
+        .await
+        .unwrap();
+    // Protocol-level (Parse) statements, named s0, s1, ... by tokio-postgres; `items` resolves
+    // through search_path, and one holds a ';' inside a literal.
+    let by_name_sql = "SELECT id FROM items WHERE name = $1 ORDER BY id";
+    let by_name = old.prepare(by_name_sql).await.unwrap();
+    let literal_sql = "SELECT $1::text || ';'";
+    let literal = old.prepare(literal_sql).await.unwrap();
+    let by_name_id = statement_name(&old, by_name_sql).await;
+    let literal_id = statement_name(&old, literal_sql).await;
+    let pid_a: i32 = old
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let new = move_session(&old, &b).await;
+
+    assert_eq!(show(&new, "application_name").await, "weir-test");
+    assert_eq!(show(&new, "search_path").await, "app, public");
+    assert_eq!(show(&new, "myapp.tenant").await, "acme");
+    assert_eq!(show(&new, "statement_timeout").await, "42s");
+    // The revival token is not itself carried as a setting.
+    let token_settings: i64 = new
+        .query_one(
+            "SELECT count(*) FROM pg_settings WHERE name LIKE 'weir.%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(token_settings, 0);
+
+    // The statements tokio-postgres prepared on `a` run on `b` under the same names.
+    let rows = new.query(&by_name, &[&"also on b"]).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
+        [2]
+    );
+    let row = new.query_one(&literal, &[&"x"]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "x;");
+    // And the SQL ones.
+    assert_eq!(
+        simple_column(&new, "EXECUTE by_id(1)").await,
+        [Some("on b".into())]
+    );
+    assert_eq!(
+        simple_column(&new, "EXECUTE with_semicolon_at_end").await,
+        [Some("2".into())]
+    );
+    let names: Vec<String> = new
+        .query("SELECT name FROM pg_prepared_statements ORDER BY name", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in ["by_id", "with_semicolon_at_end", &by_name_id, &literal_id] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n == "weir_transfer_probe"),
+        "{names:?}"
+    );
+
+    // The old session is untouched (still on `a`, with its statements) until it is closed.
+    assert!(old.query(&by_name, &[&"on b"]).await.unwrap().is_empty());
+    assert!(a.terminate_backend(pid_a).unwrap());
+    assert!(old.query_one("SELECT 1", &[]).await.is_err());
+
+    // A moved protocol-level statement is a SQL PREPARE on `b`; a second move carries the plain
+    // ones, and refuses the one whose text now holds a ';' inside a literal.
+    let (error, _, _) = transfer_state(&new).await;
+    let expected = format!(
+        "cannot serialize prepared statement {literal_id}: its text may hold more than one \
+         statement"
+    );
+    assert_eq!(error.as_deref(), Some(expected.as_str()));
+    new.simple_query(&format!("DEALLOCATE {literal_id}"))
+        .await
+        .unwrap();
+    let again = move_session(&new, &a).await;
+    a.psql("INSERT INTO app.items VALUES (7, 'back on a');")
+        .unwrap();
+    let row = again.query_one(&by_name, &[&"back on a"]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7);
+    assert_eq!(show(&again, "myapp.tenant").await, "acme");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_or_user_changes_nothing() {
+    let (a, b) = (Cluster::start().unwrap(), Cluster::start().unwrap());
+    b.psql("CREATE ROLE other LOGIN;").unwrap();
+    let old = a.connect().await.unwrap();
+    old.batch_execute("SET application_name = 'moved'")
+        .await
+        .unwrap();
+    old.batch_execute("PREPARE p AS SELECT 1").await.unwrap();
+    let (error, state, token) = transfer_state(&old).await;
+    assert_eq!(error, None);
+    let (state, token) = (state.unwrap(), token.unwrap());
+
+    let check = |client: Client| async move {
+        assert_eq!(show(&client, "application_name").await, "");
+        // A simple query, as tokio-postgres' own statement would be listed while it runs.
+        let n = simple_column(&client, "SELECT count(*) FROM pg_prepared_statements").await;
+        assert_eq!(n, [Some("0".into())]);
+    };
+    let (ok, client) = revive(&b, &state, "bm90IHRoZSB0b2tlbg==").await;
+    assert!(!ok);
+    check(client).await;
+    // No token at all.
+    let client = b.connect().await.unwrap();
+    let sql = Dialect::postgres().deserialize_query(&state);
+    let ok: bool = client.query_one(sql.as_str(), &[]).await.unwrap().get(0);
+    assert!(!ok);
+    check(client).await;
+    // The right token, but another user.
+    let mut config = b.config();
+    config
+        .user("other")
+        .options(format!("-c weir.session_revival_token={token}"));
+    let client = connect(&config).await.unwrap();
+    let sql = Dialect::postgres().deserialize_query(&state);
+    let ok: bool = client.query_one(sql.as_str(), &[]).await.unwrap().get(0);
+    assert!(!ok);
+    check(client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_that_cannot_be_carried_is_refused() {
+    let a = Cluster::start().unwrap();
+    let cases: [(&str, &str, &str); 8] = [
+        (
+            "BEGIN",
+            "COMMIT",
+            "cannot serialize a session with an open transaction",
+        ),
+        (
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            "CLOSE c",
+            "cannot serialize a session with open cursors",
+        ),
+        (
+            "CREATE TEMP TABLE t (x int)",
+            "DROP TABLE t",
+            "cannot serialize a session with temporary tables",
+        ),
+        (
+            "LISTEN ch",
+            "UNLISTEN ch",
+            "cannot serialize a session that listens on channels",
+        ),
+        (
+            "SELECT pg_advisory_lock(1)",
+            "SELECT pg_advisory_unlock(1)",
+            "cannot serialize a session that holds advisory locks",
+        ),
+        (
+            "PREPARE two AS SELECT 1; SELECT 2",
+            "DEALLOCATE two",
+            "cannot serialize prepared statement two: its text may hold more than one statement",
+        ),
+        (
+            "PREPARE \"Odd Name\" AS SELECT ';'",
+            "DEALLOCATE \"Odd Name\"",
+            "cannot serialize prepared statement \"Odd Name\": its text may hold more than one \
+             statement",
+        ),
+        (
+            "PREPARE weir_transfer_probe AS SELECT 1",
+            "DEALLOCATE weir_transfer_probe",
+            "", // checked below: taken probe name
+        ),
+    ];
+    let client = a.connect().await.unwrap();
+    for (setup, undo, expected) in cases {
+        client.batch_execute(setup).await.unwrap();
+        let (error, state, token) = transfer_state(&client).await;
+        if expected.is_empty() {
+            // The probe name is taken only when a protocol-level statement needs it.
+            assert_eq!(error, None);
+            let _statement = client.prepare("SELECT 1").await.unwrap();
+            let (error, _, _) = transfer_state(&client).await;
+            let error = error.unwrap();
+            assert!(
+                error.starts_with("cannot serialize prepared statement s"),
+                "{error}"
+            );
+            assert!(error.contains("weir_transfer_probe"), "{error}");
+        } else {
+            assert_eq!(error.as_deref(), Some(expected), "after {setup}");
+            assert_eq!((state, token), (None, None));
+        }
+        client.batch_execute(undo).await.unwrap();
+    }
+    // A protocol-level statement PREPARE cannot take.
+    let statement = client.prepare("SET work_mem = '8MB'").await.unwrap();
+    let (error, _, _) = transfer_state(&client).await;
+    let error = error.unwrap();
+    assert!(
+        error.starts_with("cannot serialize prepared statement s"),
+        "{error}"
+    );
+    drop(statement);
+    // Everything undone: the session moves again. (The Close of `statement` is on its way before
+    // the state query, on the same connection.)
+    let (error, state, _) = transfer_state(&client).await;
+    assert_eq!(error, None);
+    assert!(state.is_some());
+}
+
+#[test]
+fn psql_helpers_and_stop() {
+    let mut cluster = Cluster::start().unwrap();
+    assert_eq!(cluster.psql("SELECT 40 + 2;").unwrap(), "42\n");
+    let error = cluster.psql("SELECT nonsense;").unwrap_err();
+    assert!(error.to_string().contains("nonsense"), "{error}");
+    let installed = cluster
+        .psql("SELECT count(*) FROM pg_proc WHERE pronamespace = 'weir'::regnamespace;")
+        .unwrap();
+    assert_eq!(installed.trim(), "2");
+    assert!(!cluster.terminate_backend(999_999).unwrap());
+    assert!(cluster.is_running());
+    assert!(cluster
+        .connection_string()
+        .contains(&format!("port={}", cluster.port())));
+    TcpStream::connect(cluster.addr()).unwrap();
+    cluster.stop();
+    assert!(!cluster.is_running());
+    assert!(TcpStream::connect(cluster.addr()).is_err());
+    assert!(cluster.dir().exists());
+    cluster.stop();
+}
+
+#[test]
+fn drop_stops_the_server_and_removes_the_directory_even_on_panic() {
+    let mut seen: Option<(std::net::SocketAddr, PathBuf)> = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster = Cluster::start().unwrap();
+        TcpStream::connect(cluster.addr()).unwrap();
+        seen = Some((cluster.addr(), cluster.dir().to_owned()));
+        panic!("a failing test holding a cluster");
+    }));
+    assert!(result.is_err());
+    let (addr, dir) = seen.unwrap();
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "{addr} still accepts connections"
+    );
+}
