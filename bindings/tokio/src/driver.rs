@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -18,7 +18,9 @@ use crate::Error;
 /// Commands waiting in the channel to the task at most.
 const COMMAND_QUEUE: usize = 64;
 /// Bytes read from the transport at a time at most.
-const READ_CHUNK: usize = 64 << 10;
+const READ_CHUNK: usize = 256 << 10;
+/// Chunks one vectored write takes at most.
+const WRITE_SLICES: usize = 32;
 
 /// A stream's parked requests: a `recv` waiting for data, a `send` waiting for room.
 #[derive(Default)]
@@ -85,8 +87,9 @@ struct Driver<IO> {
     reader: ReadHalf<IO>,
     writer: WriteHalf<IO>,
     input: BytesMut,
-    /// Frames to write, drained from the session in batches; `out[out_pos..]` is unwritten.
-    out: Vec<u8>,
+    /// Frames to write, drained from the session in batches as chunks (message data is not
+    /// copied); `out[out_pos..]` is unwritten, the first of them maybe in part (it is advanced).
+    out: Vec<Bytes>,
     out_pos: usize,
     commands: mpsc::Receiver<Command>,
     releases: mpsc::UnboundedReceiver<u64>,
@@ -144,13 +147,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             let read = !self.eof && self.wants_input();
             let writing = self.out_pos < self.out.len();
             self.input.reserve(READ_CHUNK);
+            let mut slices = [std::io::IoSlice::new(&[]); WRITE_SLICES];
+            let mut count = 0;
+            for (slice, chunk) in slices.iter_mut().zip(&self.out[self.out_pos..]) {
+                *slice = std::io::IoSlice::new(chunk);
+                count += 1;
+            }
             // Not biased: a socket that always takes more bytes must not starve the commands
             // and reads (a small call's request and reply would wait behind the bulk).
             tokio::select! {
-                written = self.writer.write(&self.out[self.out_pos..]), if writing => {
+                written = self.writer.write_vectored(&slices[..count]), if writing => {
                     match written? {
                         0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                        n => self.out_pos += n,
+                        n => self.written(n),
                     }
                 }
                 Some(id) = self.releases.recv() => self.release(id),
@@ -164,9 +173,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                     } else {
                         let now = self.now();
                         self.session
-                            .handle_input(now, &self.input)
+                            .handle_input_buf(now, &mut self.input)
                             .map_err(Error::from_session)?;
-                        self.input.clear();
                     }
                 }
             }
@@ -197,17 +205,33 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             if self.out_pos == self.out.len() {
                 self.out.clear();
                 self.out_pos = 0;
-                while self.out.len() < limit {
-                    let Some(bytes) = self.session.poll_transmit() else {
-                        break;
-                    };
+                let mut batch = 0;
+                while batch < limit {
+                    match self.session.poll_transmit_chunks(&mut self.out) {
+                        0 => break,
+                        n => batch += n,
+                    }
                     moved = true;
-                    self.out.extend_from_slice(&bytes);
                 }
             }
             if !moved {
                 return Ok(());
             }
+        }
+    }
+
+    /// `n` bytes of `out` went to the transport.
+    fn written(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(chunk) = self.out.get_mut(self.out_pos) else {
+                return;
+            };
+            if n < chunk.len() {
+                chunk.advance(n);
+                return;
+            }
+            n -= chunk.len();
+            self.out_pos += 1;
         }
     }
 
