@@ -238,7 +238,8 @@ struct Partial {
 /// The data of a packet in progress: its first frame's data as it came, then, from the second
 /// frame on, every frame's data copied into one buffer as the frame arrives. The copying is spread
 /// over the frames, so no single frame costs more than copying its own data (plus, now and then,
-/// growing the buffer), however large the packet. The buffer holds at most twice the data.
+/// growing the buffer), however large the packet. A fresh buffer holds at most twice the data; a
+/// reused one keeps the size of the packet it held before (see `Assembler::join`).
 #[derive(Clone, Debug, Default)]
 struct PartialData {
     len: usize,
