@@ -1,5 +1,6 @@
 //! `make bench-mux`: weir-tokio over loopback TCP, each figure beside its baseline in the same
-//! run. `WEIR_BENCH_QUICK=1` shortens every phase; the `name=value` lines come last.
+//! run. `WEIR_BENCH_QUICK=1` shortens every phase, `WEIR_BENCH_ONLY=bulk,unary,hol` picks
+//! phases; the `name=value` lines come last.
 //!
 //! 1. Bulk: one stream of 1 MiB messages, against raw tokio TCP copying the same bytes.
 //! 2. Unary: 64 concurrent callers making 64-byte echo calls on one mux connection.
@@ -174,18 +175,26 @@ async fn hol(calls: usize, send_buffer: Option<u32>) -> (Duration, Duration) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     let bulk_client = client.clone();
+    let (streaming_tx, streaming) = tokio::sync::oneshot::channel();
     let bulk = tokio::spawn(async move {
         let mut stream = bulk_client.open("/sink", &Metadata::new()).await.unwrap();
         let message = Bytes::from(vec![0x5a; HOL_MESSAGE]);
         let mut sent = 0u64;
+        let mut streaming_tx = Some(streaming_tx);
         while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
             stream.send(message.clone()).await.unwrap();
             sent += HOL_MESSAGE as u64;
+            // The first message is queued: the calls below start from here.
+            if let Some(tx) = streaming_tx.take() {
+                let _ = tx.send(());
+            }
         }
         stream.close_send().await.unwrap();
         let reply = stream.recv().await.unwrap().unwrap();
         (sent, u64::from_le_bytes(reply[..8].try_into().unwrap()))
     });
+    // Without this the calls could be over before the bulk task has even built its message.
+    streaming.await.unwrap();
     let mut beside = Vec::new();
     while beside.len() < calls {
         let started = Instant::now();
@@ -200,6 +209,9 @@ async fn hol(calls: usize, send_buffer: Option<u32>) -> (Duration, Duration) {
 
 fn main() {
     let quick = std::env::var("WEIR_BENCH_QUICK").is_ok_and(|v| v == "1");
+    // `WEIR_BENCH_ONLY=bulk,hol` (say) runs only those phases, to look at one figure at a time.
+    let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
+    let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
     let phase = Duration::from_secs(if quick { 2 } else { 10 });
     let calls = if quick { 500 } else { 3000 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -208,42 +220,52 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let tcp = bulk_tcp(phase).await;
-        let weir = bulk_weir(phase).await;
-        println!(
-            "bulk: raw TCP {:.0} MiB/s, weir {:.0} MiB/s",
-            tcp / MIB as f64,
-            weir / MIB as f64
-        );
-        let per_sec = unary(phase).await;
-        let yamux = yamux_echo::unary(phase, tcp_pair().await).await;
-        let tonic = tonic_echo::unary(phase).await;
-        println!(
-            "unary: 64 callers, weir {per_sec:.0} calls/s, tonic {tonic:.0} calls/s, yamux {yamux:.0} calls/s"
-        );
-        let (alone, beside) = hol(calls, None).await;
-        println!(
-            "head-of-line, default socket buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
-            alone.as_secs_f64() * 1e3,
-            beside.as_secs_f64() * 1e3
-        );
-        let (small_alone, small_beside) = hol(calls, Some(128 << 10)).await;
-        println!(
-            "head-of-line, 128 KiB send buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
-            small_alone.as_secs_f64() * 1e3,
-            small_beside.as_secs_f64() * 1e3
-        );
-        println!("bulk_ratio_vs_tcp={:.3}", weir / tcp);
-        println!("unary_calls_per_sec={per_sec:.0}");
-        println!("unary_ratio_vs_tonic={:.3}", per_sec / tonic);
-        println!("unary_ratio_vs_yamux={:.3}", per_sec / yamux);
-        println!(
-            "hol_p99_ratio={:.2}",
-            beside.as_secs_f64() / alone.as_secs_f64()
-        );
-        println!(
-            "hol_p99_ratio_small_send_buffer={:.2}",
-            small_beside.as_secs_f64() / small_alone.as_secs_f64()
-        );
+        let mut figures = Vec::new();
+        if runs("bulk") {
+            let tcp = bulk_tcp(phase).await;
+            let weir = bulk_weir(phase).await;
+            println!(
+                "bulk: raw TCP {:.0} MiB/s, weir {:.0} MiB/s",
+                tcp / MIB as f64,
+                weir / MIB as f64
+            );
+            figures.push(format!("bulk_ratio_vs_tcp={:.3}", weir / tcp));
+        }
+        if runs("unary") {
+            let per_sec = unary(phase).await;
+            let yamux = yamux_echo::unary(phase, tcp_pair().await).await;
+            let tonic = tonic_echo::unary(phase).await;
+            println!(
+                "unary: 64 callers, weir {per_sec:.0} calls/s, tonic {tonic:.0} calls/s, yamux {yamux:.0} calls/s"
+            );
+            figures.push(format!("unary_calls_per_sec={per_sec:.0}"));
+            figures.push(format!("unary_ratio_vs_tonic={:.3}", per_sec / tonic));
+            figures.push(format!("unary_ratio_vs_yamux={:.3}", per_sec / yamux));
+        }
+        if runs("hol") {
+            let (alone, beside) = hol(calls, None).await;
+            println!(
+                "head-of-line, default socket buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
+                alone.as_secs_f64() * 1e3,
+                beside.as_secs_f64() * 1e3
+            );
+            let (small_alone, small_beside) = hol(calls, Some(128 << 10)).await;
+            println!(
+                "head-of-line, 128 KiB send buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
+                small_alone.as_secs_f64() * 1e3,
+                small_beside.as_secs_f64() * 1e3
+            );
+            figures.push(format!(
+                "hol_p99_ratio={:.2}",
+                beside.as_secs_f64() / alone.as_secs_f64()
+            ));
+            figures.push(format!(
+                "hol_p99_ratio_small_send_buffer={:.2}",
+                small_beside.as_secs_f64() / small_alone.as_secs_f64()
+            ));
+        }
+        for figure in figures {
+            println!("{figure}");
+        }
     });
 }

@@ -49,19 +49,14 @@ impl Client {
         metadata: &Metadata,
         request: impl Into<Bytes>,
     ) -> Result<Bytes, Error> {
-        let mut stream = self.open(rpc, metadata).await?;
-        let sent = match stream.send(request).await {
-            Ok(()) => stream.close_send().await,
-            Err(e) => Err(e),
-        };
-        match sent {
-            // The server may answer before reading the request (an unknown rpc, say): its
-            // reply says why.
-            Ok(()) | Err(Error::SendClosed) => {}
-            Err(e) => return Err(e),
-        }
-        let reply = stream.recv().await;
-        stream.close().await?;
-        reply?.ok_or(Error::PeerClosed)
+        // One request to the connection task does it all, as `open`, `send`, `close_send`,
+        // `recv` and `close` would one after the other.
+        self.handle
+            .call(
+                Bytes::copy_from_slice(rpc.as_bytes()),
+                metadata.clone(),
+                request.into(),
+            )
+            .await
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -18,13 +18,32 @@ use crate::Error;
 /// Commands waiting in the channel to the task at most.
 const COMMAND_QUEUE: usize = 64;
 /// Bytes read from the transport at a time at most.
-const READ_CHUNK: usize = 64 << 10;
+const READ_CHUNK: usize = 256 << 10;
+/// Chunks one vectored write takes at most.
+const WRITE_SLICES: usize = 32;
 
 /// A stream's parked requests: a `recv` waiting for data, a `send` waiting for room.
 #[derive(Default)]
 struct Waiters {
     recv: Option<ReplyTx>,
-    send: Option<(Bytes, ReplyTx)>,
+    send: Option<ParkedSend>,
+    /// The stream belongs to a unary call (`Op::Call`): release it once `recv` is answered.
+    call: bool,
+}
+
+struct ParkedSend {
+    message: Bytes,
+    /// Close the send side once the message is queued (`Op::SendLast`).
+    last: bool,
+    reply: ReplyTx,
+}
+
+/// A stream to open once the session allows it; with `call`, the request of a unary call.
+struct PendingOpen {
+    rpc: Bytes,
+    metadata: Metadata,
+    call: Option<Bytes>,
+    reply: ReplyTx,
 }
 
 /// Start a connection task for `role` on `io`; returns the handle to it and, for a server,
@@ -85,8 +104,9 @@ struct Driver<IO> {
     reader: ReadHalf<IO>,
     writer: WriteHalf<IO>,
     input: BytesMut,
-    /// Frames to write, drained from the session in batches; `out[out_pos..]` is unwritten.
-    out: Vec<u8>,
+    /// Frames to write, drained from the session in batches as chunks (message data is not
+    /// copied); `out[out_pos..]` is unwritten, the first of them maybe in part (it is advanced).
+    out: Vec<Bytes>,
     out_pos: usize,
     commands: mpsc::Receiver<Command>,
     releases: mpsc::UnboundedReceiver<u64>,
@@ -96,7 +116,7 @@ struct Driver<IO> {
     span: tracing::Span,
     waiters: BTreeMap<u64, Waiters>,
     /// (Client) Opens waiting for the session to allow another stream.
-    opens: VecDeque<(Bytes, Metadata, ReplyTx)>,
+    opens: VecDeque<PendingOpen>,
     /// Every handle is dropped: finish writing and stop.
     handles_gone: bool,
     /// The peer closed its sending side.
@@ -122,12 +142,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             if let Some(tx) = waiters.recv {
                 let _ = tx.send(Err(error.clone()));
             }
-            if let Some((_, tx)) = waiters.send {
-                let _ = tx.send(Err(error.clone()));
+            if let Some(send) = waiters.send {
+                let _ = send.reply.send(Err(error.clone()));
             }
         }
-        for (_, _, tx) in self.opens.drain(..) {
-            let _ = tx.send(Err(error.clone()));
+        for open in self.opens.drain(..) {
+            let _ = open.reply.send(Err(error.clone()));
         }
     }
 
@@ -144,13 +164,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             let read = !self.eof && self.wants_input();
             let writing = self.out_pos < self.out.len();
             self.input.reserve(READ_CHUNK);
+            let mut slices = [std::io::IoSlice::new(&[]); WRITE_SLICES];
+            let mut count = 0;
+            for (slice, chunk) in slices.iter_mut().zip(&self.out[self.out_pos..]) {
+                *slice = std::io::IoSlice::new(chunk);
+                count += 1;
+            }
             // Not biased: a socket that always takes more bytes must not starve the commands
             // and reads (a small call's request and reply would wait behind the bulk).
             tokio::select! {
-                written = self.writer.write(&self.out[self.out_pos..]), if writing => {
+                written = self.writer.write_vectored(&slices[..count]), if writing => {
                     match written? {
                         0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
-                        n => self.out_pos += n,
+                        n => self.written(n),
                     }
                 }
                 Some(id) = self.releases.recv() => self.release(id),
@@ -164,9 +190,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                     } else {
                         let now = self.now();
                         self.session
-                            .handle_input(now, &self.input)
+                            .handle_input_buf(now, &mut self.input)
                             .map_err(Error::from_session)?;
-                        self.input.clear();
                     }
                 }
             }
@@ -197,17 +222,33 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             if self.out_pos == self.out.len() {
                 self.out.clear();
                 self.out_pos = 0;
-                while self.out.len() < limit {
-                    let Some(bytes) = self.session.poll_transmit() else {
-                        break;
-                    };
+                let mut batch = 0;
+                while batch < limit {
+                    match self.session.poll_transmit_chunks(&mut self.out) {
+                        0 => break,
+                        n => batch += n,
+                    }
                     moved = true;
-                    self.out.extend_from_slice(&bytes);
                 }
             }
             if !moved {
                 return Ok(());
             }
+        }
+    }
+
+    /// `n` bytes of `out` went to the transport.
+    fn written(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(chunk) = self.out.get_mut(self.out_pos) else {
+                return;
+            };
+            if n < chunk.len() {
+                chunk.advance(n);
+                return;
+            }
+            n -= chunk.len();
+            self.out_pos += 1;
         }
     }
 
@@ -268,9 +309,29 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
 
     fn command(&mut self, Command { stream, op, reply }: Command) {
         let now = self.now();
+        let last = matches!(op, Op::SendLast(_));
         let result = match op {
             Op::Open { rpc, metadata } => {
-                self.opens.push_back((rpc, metadata, reply));
+                self.opens.push_back(PendingOpen {
+                    rpc,
+                    metadata,
+                    call: None,
+                    reply,
+                });
+                self.retry_opens();
+                return;
+            }
+            Op::Call {
+                rpc,
+                metadata,
+                request,
+            } => {
+                self.opens.push_back(PendingOpen {
+                    rpc,
+                    metadata,
+                    call: Some(request),
+                    reply,
+                });
                 self.retry_opens();
                 return;
             }
@@ -279,8 +340,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                 self.retry(stream);
                 return;
             }
-            Op::Send(message) => {
-                self.waiters.entry(stream).or_default().send = Some((message, reply));
+            Op::Send(message) | Op::SendLast(message) => {
+                self.waiters.entry(stream).or_default().send = Some(ParkedSend {
+                    message,
+                    last,
+                    reply,
+                });
                 self.retry(stream);
                 return;
             }
@@ -317,23 +382,60 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             match answer {
                 Some(answer) => {
                     let _ = tx.send(answer);
+                    if waiters.call {
+                        // The call is over: what `Client::call` did with `close` and a drop.
+                        self.waiters.remove(&stream);
+                        self.release(stream);
+                        return;
+                    }
                 }
                 None => waiters.recv = Some(tx),
             }
         }
-        if let Some((message, tx)) = waiters.send.take() {
-            match self.session.send(now, stream, message.clone()) {
+        if let Some(send) = waiters.send.take() {
+            match self.session.send(now, stream, send.message.clone()) {
                 Err(SessionError::SendBufferFull(_)) if self.eof && mux => {
-                    let _ = tx.send(Err(Error::PeerClosed));
+                    let _ = send.reply.send(Err(Error::PeerClosed));
                 }
-                Err(SessionError::SendBufferFull(_)) => waiters.send = Some((message, tx)),
+                Err(SessionError::SendBufferFull(_)) => waiters.send = Some(send),
                 result => {
-                    let _ = tx.send(result.map(|()| Reply::Done).map_err(Error::from_session));
+                    let result = match result {
+                        Ok(()) if send.last => self.session.close_send(now, stream),
+                        other => other,
+                    };
+                    let _ = send
+                        .reply
+                        .send(result.map(|()| Reply::Done).map_err(Error::from_session));
                 }
             }
         }
         if waiters.recv.is_none() && waiters.send.is_none() {
             self.waiters.remove(&stream);
+        }
+    }
+
+    /// (Client) Run the unary call on the `stream` just opened: send `request`, close the send
+    /// side and wait for the reply.
+    fn start_call(&mut self, stream: u64, request: Bytes, reply: ReplyTx) {
+        let now = self.now();
+        let sent = self
+            .session
+            .send(now, stream, request)
+            .and_then(|()| self.session.close_send(now, stream))
+            .map_err(Error::from_session);
+        match sent {
+            // The server may answer before reading the request (an unknown rpc, say): its
+            // reply says why.
+            Ok(()) | Err(Error::SendClosed) => {
+                let waiters = self.waiters.entry(stream).or_default();
+                waiters.recv = Some(reply);
+                waiters.call = true;
+                self.retry(stream);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                self.release(stream);
+            }
         }
     }
 
@@ -344,15 +446,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
     /// Open the parked streams the session allows now, in order; true if any opened.
     fn retry_opens(&mut self) -> bool {
         let mut opened = false;
-        while let Some((rpc, metadata, reply)) = self.opens.pop_front() {
+        while let Some(open) = self.opens.pop_front() {
             if self.eof {
-                let _ = reply.send(Err(Error::PeerClosed));
+                let _ = open.reply.send(Err(Error::PeerClosed));
                 continue;
             }
             let now = self.now();
-            match self.session.open_stream(now, rpc.clone(), &metadata) {
+            match self
+                .session
+                .open_stream(now, open.rpc.clone(), &open.metadata)
+            {
                 Err(SessionError::StreamBusy | SessionError::TooManyStreams(_)) => {
-                    self.opens.push_front((rpc, metadata, reply));
+                    self.opens.push_front(open);
                     break;
                 }
                 result => {
@@ -360,7 +465,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                     if let Ok(stream) = result {
                         tracing::debug!(stream, "opened");
                     }
-                    let _ = reply.send(result.map(Reply::Opened).map_err(Error::from_session));
+                    match (result, open.call) {
+                        (Ok(stream), Some(request)) => self.start_call(stream, request, open.reply),
+                        (result, _) => {
+                            let _ = open
+                                .reply
+                                .send(result.map(Reply::Opened).map_err(Error::from_session));
+                        }
+                    }
                 }
             }
         }

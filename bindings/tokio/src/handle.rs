@@ -12,13 +12,28 @@ use crate::Error;
 /// What a handle asks the connection task to do on a stream.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Open { rpc: Bytes, metadata: Metadata },
+    Open {
+        rpc: Bytes,
+        metadata: Metadata,
+    },
+    /// A whole unary call in one request: open, send, close the send side, read the reply and
+    /// close the stream.
+    Call {
+        rpc: Bytes,
+        metadata: Metadata,
+        request: Bytes,
+    },
     Send(Bytes),
+    /// Send, then close the send side.
+    SendLast(Bytes),
     Recv,
     CloseSend,
     Close,
     Cancel,
-    SendError { code: u64, message: String },
+    SendError {
+        code: u64,
+        message: String,
+    },
 }
 
 /// The connection task's answer.
@@ -64,6 +79,27 @@ impl Handle {
             return Err(self.gone());
         }
         answer.await.unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    /// A unary call, answered with the reply message (or why there is none).
+    pub async fn call(
+        &self,
+        rpc: Bytes,
+        metadata: Metadata,
+        request: Bytes,
+    ) -> Result<Bytes, Error> {
+        let span =
+            tracing::debug_span!(parent: &self.span, "call", rpc = %String::from_utf8_lossy(&rpc));
+        let op = Op::Call {
+            rpc,
+            metadata,
+            request,
+        };
+        match self.request(0, op).instrument(span).await? {
+            Reply::Message(Some(message)) => Ok(message),
+            Reply::Message(None) => Err(Error::PeerClosed),
+            other => unreachable_reply(other),
+        }
     }
 
     pub async fn open(&self, rpc: Bytes, metadata: Metadata) -> Result<Stream, Error> {
@@ -168,6 +204,11 @@ impl Stream {
     /// the sender down instead of growing a buffer).
     pub async fn send(&mut self, message: impl Into<Bytes>) -> Result<(), Error> {
         self.done(Op::Send(message.into())).await
+    }
+
+    /// Send one message and close the send side after it, in one request to the task.
+    pub(crate) async fn send_last(&mut self, message: Bytes) -> Result<(), Error> {
+        self.done(Op::SendLast(message)).await
     }
 
     /// The next message, or `None` once the peer has closed its send side.

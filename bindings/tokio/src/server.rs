@@ -238,7 +238,11 @@ impl Router {
                     };
                     drop(incoming.stream);
                     match handler(request).await {
-                        Ok(reply) => stream.send(reply).await.map_err(Status::from),
+                        // The reply and the end of the stream, in one request to the task.
+                        Ok(reply) => match stream.send_last(reply).await {
+                            Ok(()) => return,
+                            Err(e) => Err(Status::from(e)),
+                        },
                         Err(status) => Err(status),
                     }
                 }

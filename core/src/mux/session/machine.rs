@@ -140,8 +140,42 @@ impl Session {
         self.tick(now);
         self.metrics.bytes_received += bytes.len() as u64;
         self.input.extend_from_slice(bytes);
+        let mut input = core::mem::take(&mut self.input);
+        let result = self.decode_from(&mut input);
+        self.input = input;
+        result
+    }
+
+    /// Bytes from the peer in a buffer the caller read them into, without copying them: whole
+    /// frames are split off the front of `buf` and their data shared with it, and what is left
+    /// is the start of an unfinished frame, which the caller keeps in `buf` and reads more bytes
+    /// after. `buf` has room reserved for the rest of that frame, up to the frame bound.
+    ///
+    /// The same as [`Session::handle_input`] otherwise; the two may be mixed: bytes left over
+    /// from `handle_input` are joined in front of `buf`'s.
+    pub fn handle_input_buf(
+        &mut self,
+        now: Instant,
+        buf: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        self.check_open()?;
+        self.tick(now);
+        self.metrics.bytes_received += buf.len() as u64;
+        if !self.input.is_empty() {
+            self.input.extend_from_slice(buf);
+            buf.clear();
+            let mut input = core::mem::take(&mut self.input);
+            let result = self.decode_from(&mut input);
+            self.input = input;
+            return result;
+        }
+        self.decode_from(buf)
+    }
+
+    /// Decode and handle every whole frame at the front of `input`.
+    fn decode_from(&mut self, input: &mut BytesMut) -> Result<(), SessionError> {
         loop {
-            let frame = match self.decoder.decode(&mut self.input) {
+            let frame = match self.decoder.decode(input) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(self.fail(e.into())),

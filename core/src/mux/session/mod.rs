@@ -38,6 +38,7 @@ pub use config::{Config, Mode, Role};
 pub use error::SessionError;
 pub use event::Event;
 pub use machine::Session;
+pub use send::ZERO_COPY_MIN;
 pub use stream::Recv;
 
 /// A connection's credit in mux mode, from one side.

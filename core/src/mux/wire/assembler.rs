@@ -1,7 +1,6 @@
 //! Joining frames into packets, under Go's rules (`Compat`) or per-stream rules (`Mux`).
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use bytes::{Bytes, BytesMut};
 
@@ -92,9 +91,11 @@ impl Default for MuxLimits {
 ///   may interleave freely (one packet in progress per stream) while a replayed id on any stream
 ///   still fails.
 ///
-/// Single-frame packets are handed on without copying; a packet of many frames is copied once
-/// into one buffer when it completes. That buffer is reused once the application drops the
-/// packet, so an assembler holds on to at most one packet's worth of memory between packets.
+/// Single-frame packets are handed on without copying; the data of a packet of many frames is
+/// copied into one buffer frame by frame as the frames arrive, so the work per frame stays in
+/// proportion to that frame, never to the whole packet. The last such buffer is reused once the
+/// application drops its packet, so an assembler holds on to at most one packet's worth of memory
+/// between packets.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -119,7 +120,8 @@ impl Default for MuxLimits {
 pub struct Assembler {
     limit: PacketLimit,
     rules: Rules,
-    /// Where packets of many frames are joined; it keeps at most one packet's allocation.
+    /// What is left of the last buffer a packet of many frames was joined in: the next such
+    /// packet reuses its allocation once the application has dropped the packet.
     join: BytesMut,
 }
 
@@ -186,7 +188,7 @@ impl Cursor {
             });
         }
         partial.control |= frame.control;
-        partial.data.push(frame.data);
+        partial.data.push(frame.data, join);
         if !limit.allows(partial.data.len) {
             return Err(WireError::PacketTooLarge {
                 len: partial.data.len,
@@ -233,49 +235,58 @@ struct Partial {
     data: PartialData,
 }
 
-/// Frames below this size are copied into a shared tail as they arrive, so that a flood of tiny
-/// frames costs no more bookkeeping than one buffer; larger ones are kept as slices until the end.
-const COALESCE_BELOW: usize = 4096;
-
-/// The data of a packet in progress. Its bookkeeping is bounded by the data it holds: at most one
-/// slice per 4 KiB plus one tail per slice.
+/// The data of a packet in progress: its first frame's data as it came, then, from the second
+/// frame on, every frame's data copied into one buffer as the frame arrives. The copying is spread
+/// over the frames, so no single frame costs more than copying its own data (plus, now and then,
+/// growing the buffer), however large the packet. A fresh buffer holds at most twice the data; a
+/// reused one keeps the size of the packet it held before (see `Assembler::join`).
 #[derive(Clone, Debug, Default)]
 struct PartialData {
     len: usize,
-    slices: Vec<Bytes>,
-    tail: BytesMut,
+    held: Held,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Held {
+    #[default]
+    Nothing,
+    One(Bytes),
+    Joined(BytesMut),
 }
 
 impl PartialData {
-    fn push(&mut self, data: Bytes) {
+    /// Add one frame's data. `spare` is the assembler's buffer kept from an earlier packet: a
+    /// packet's second frame takes it, so that its allocation is reused once the application
+    /// has dropped that packet.
+    fn push(&mut self, data: Bytes, spare: &mut BytesMut) {
         self.len += data.len();
-        if data.len() >= COALESCE_BELOW {
-            self.seal_tail();
-            self.slices.push(data);
-        } else {
-            self.tail.extend_from_slice(&data);
-        }
+        self.held = match core::mem::take(&mut self.held) {
+            Held::Nothing => Held::One(data),
+            Held::One(first) => {
+                let mut joined = core::mem::take(spare);
+                joined.reserve(first.len() + data.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Held::Joined(joined)
+            }
+            Held::Joined(mut joined) => {
+                joined.extend_from_slice(&data);
+                Held::Joined(joined)
+            }
+        };
     }
 
-    fn seal_tail(&mut self) {
-        if !self.tail.is_empty() {
-            self.slices.push(self.tail.split().freeze());
+    /// The whole data. A joined buffer's allocation becomes the assembler's `spare`.
+    fn finish(self, spare: &mut BytesMut) -> Bytes {
+        match self.held {
+            Held::Nothing => Bytes::new(),
+            Held::One(data) => data,
+            Held::Joined(mut joined) => {
+                let data = joined.split().freeze();
+                *spare = joined;
+                data
+            }
         }
-    }
-
-    /// The whole data: the one slice as it is, or all slices copied once into `join`.
-    fn finish(mut self, join: &mut BytesMut) -> Bytes {
-        self.seal_tail();
-        if self.slices.len() <= 1 {
-            return self.slices.pop().unwrap_or_default();
-        }
-        // Once the application has dropped the previous packet joined here, `reserve` takes its
-        // allocation back instead of asking for fresh memory.
-        join.reserve(self.len);
-        for slice in &self.slices {
-            join.extend_from_slice(slice);
-        }
-        join.split().freeze()
     }
 }
 
@@ -428,6 +439,8 @@ impl PacketReader {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec::Vec;
+
     use super::*;
 
     fn frame(stream: u64, message: u64, done: bool, data: &'static [u8]) -> Frame {

@@ -34,6 +34,7 @@ pub use assembler::{Assembler, MuxLimits, PacketLimit, PacketReader};
 pub use decoder::{FrameDecoder, GO_FRAME_OVERHEAD};
 pub use error::WireError;
 pub use error_body::{ErrorBody, INVALID_ERROR_DATA_NOTE};
+pub(crate) use frame::{header_len, put_header};
 pub use frame::{parse_frame, Frame, Id, ParsedFrame, MAX_HEADER_LEN};
 pub use kind::Kind;
 pub use metadata::Metadata;
