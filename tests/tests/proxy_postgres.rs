@@ -1,0 +1,547 @@
+//! The migrating proxy (`weir_tokio::proxy`) on real PostgreSQL clusters, with tokio-postgres
+//! and psql as clients: what a move keeps, when it waits, and what fails where.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+use weir::transfer::{Config, Dialect, Failure, TransferResult};
+use weir_tests::postgres::Cluster;
+use weir_tokio::proxy::{BackendId, Proxy, ProxyConfig, RebalanceConfig, SessionId};
+
+/// Two clusters with the same tables, and a proxy in front of them.
+struct Setup {
+    clusters: Vec<Cluster>,
+    proxy: Proxy,
+}
+
+/// Start `n` clusters (in parallel) with the test tables and a proxy over them.
+async fn setup(n: usize, rebalance: Option<RebalanceConfig>) -> Setup {
+    let starts: Vec<_> = (0..n)
+        .map(|_| tokio::task::spawn_blocking(Cluster::start))
+        .collect();
+    let mut clusters = Vec::new();
+    for start in starts {
+        clusters.push(start.await.unwrap().expect("start a cluster"));
+    }
+    for c in &clusters {
+        c.carry_settings(&["myapp.tenant"]).unwrap();
+        c.psql(
+            "CREATE SCHEMA app; CREATE TABLE app.things (n int); \
+             CREATE TABLE seq (n int PRIMARY KEY); CREATE TABLE copied (n int, note text);",
+        )
+        .unwrap();
+    }
+    let mut config = ProxyConfig::new(clusters.iter().map(Cluster::addr).collect());
+    config.transfer = Config::with_dialect(Dialect::postgres());
+    config.rebalance = rebalance;
+    let proxy = Proxy::bind("127.0.0.1:0", config).await.unwrap();
+    Setup { clusters, proxy }
+}
+
+/// A client through the proxy, with its connection task's result.
+struct Conn {
+    client: Client,
+    connection: JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Setup {
+    fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.proxy.local_addr().port())
+            .user("postgres")
+            .dbname("postgres");
+        config
+    }
+
+    /// Connect a client and return it with its session id.
+    async fn connect(&self) -> (Conn, SessionId) {
+        let before: BTreeSet<SessionId> = self.proxy.sessions().iter().map(|s| s.id).collect();
+        let (client, connection) = self.config().connect(NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let id = self
+            .proxy
+            .sessions()
+            .into_iter()
+            .map(|s| s.id)
+            .find(|id| !before.contains(id))
+            .expect("the new session is registered");
+        (Conn { client, connection }, id)
+    }
+
+    fn backend_of(&self, id: SessionId) -> BackendId {
+        self.proxy
+            .sessions()
+            .into_iter()
+            .find(|s| s.id == id)
+            .expect("live session")
+            .backend
+    }
+
+    fn port_of(&self, backend: BackendId) -> u16 {
+        self.clusters[backend.0].port()
+    }
+
+    /// Every `seq` row on every cluster.
+    fn seq_rows(&self) -> Vec<i32> {
+        let mut rows: Vec<i32> = self
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.psql("SELECT n FROM seq;")
+                    .unwrap()
+                    .lines()
+                    .map(|l| l.parse::<i32>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// The port of the server the client is talking to.
+async fn server_port(client: &Client) -> u16 {
+    let row = client
+        .query_one("SELECT current_setting('port')::int", &[])
+        .await
+        .unwrap();
+    row.get::<_, i32>(0) as u16
+}
+
+async fn setting(client: &Client, name: &str) -> String {
+    let row = client
+        .query_one("SELECT current_setting($1)", &[&name])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// Wait until `check` holds, for at most `secs` seconds.
+async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+fn assert_success(result: &TransferResult) {
+    assert_eq!(result, &TransferResult::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_move_keeps_settings_and_prepared_statements() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let c = &c.client;
+    let from = s.backend_of(id);
+    c.batch_execute("SET application_name = 'weir-test'")
+        .await
+        .unwrap();
+    c.batch_execute("SET search_path = app, public")
+        .await
+        .unwrap();
+    c.batch_execute("SET myapp.tenant = 'acme'").await.unwrap();
+    c.batch_execute("PREPARE answer AS SELECT 42")
+        .await
+        .unwrap();
+    let plus_one = c.prepare("SELECT $1::int + 1").await.unwrap();
+    let insert = c.prepare("INSERT INTO things VALUES ($1)").await.unwrap();
+
+    let outcome = s.proxy.move_session(id, None).await.unwrap();
+    assert_success(&outcome.result);
+    let to = s.backend_of(id);
+    assert_ne!(to, from);
+    assert_eq!(server_port(c).await, s.port_of(to));
+
+    assert_eq!(setting(c, "application_name").await, "weir-test");
+    assert_eq!(setting(c, "search_path").await, "app, public");
+    assert_eq!(setting(c, "myapp.tenant").await, "acme");
+    let row = c.query_one(&plus_one, &[&41]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let row = c.query_one("EXECUTE answer", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    // The search_path came along, so the unqualified name reaches app.things on the new server.
+    c.execute(&insert, &[&7]).await.unwrap();
+    let on_new = s.clusters[to.0].psql("SELECT n FROM app.things;").unwrap();
+    assert_eq!(on_new, "7\n");
+
+    let metrics = s.proxy.metrics();
+    assert_eq!(metrics.transfers.success, 1);
+    assert_eq!(metrics.sessions_per_backend.iter().sum::<usize>(), 1);
+    assert_eq!(metrics.sessions_per_backend[to.0], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_inside_a_transaction_waits_for_commit() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let from = s.backend_of(id);
+    c.client
+        .batch_execute("BEGIN; INSERT INTO seq VALUES (1)")
+        .await
+        .unwrap();
+    let proxy_move = {
+        let proxy = &s.proxy;
+        async move { proxy.move_session(id, None).await }
+    };
+    let committed = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Still in the transaction: not moved, still on the first server.
+        assert_eq!(s.backend_of(id), from);
+        assert!(s.proxy.sessions()[0].moving);
+        assert_eq!(server_port(&c.client).await, s.port_of(from));
+        c.client
+            .batch_execute("INSERT INTO seq VALUES (2); COMMIT")
+            .await
+            .unwrap();
+        std::time::Instant::now()
+    };
+    let (outcome, committed_at) = tokio::join!(proxy_move, committed);
+    let outcome = outcome.unwrap();
+    assert_success(&outcome.result);
+    assert!(committed_at.elapsed() < Duration::from_secs(2));
+    assert!(outcome.latency >= Duration::from_millis(300));
+    assert_eq!(server_port(&c.client).await, s.port_of(s.backend_of(id)));
+    assert_ne!(s.backend_of(id), from);
+    assert_eq!(
+        s.clusters[from.0]
+            .psql("SELECT n FROM seq ORDER BY n;")
+            .unwrap(),
+        "1\n2\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transaction_is_not_moved_until_it_ends() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let from = s.backend_of(id);
+    c.client.batch_execute("BEGIN").await.unwrap();
+    let error = c.client.batch_execute("SELECT 1/0").await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO)
+    );
+    let proxy_move = async { s.proxy.move_session(id, None).await };
+    let rolled_back = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(s.backend_of(id), from, "moved inside a failed transaction");
+        let still_failed = c.client.batch_execute("SELECT 1").await.unwrap_err();
+        assert_eq!(
+            still_failed.code(),
+            Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+        );
+        c.client.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let (outcome, ()) = tokio::join!(proxy_move, rolled_back);
+    assert_success(&outcome.unwrap().result);
+    assert_ne!(s.backend_of(id), from);
+    assert_eq!(server_port(&c.client).await, s.port_of(s.backend_of(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_client_moves_without_losing_a_statement() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let insert = c
+        .client
+        .prepare("INSERT INTO seq VALUES ($1)")
+        .await
+        .unwrap();
+    // tokio-postgres sends every request at once when their futures are polled together.
+    let inserts = futures_util::future::join_all((1..=300).map(|n| {
+        let client = &c.client;
+        let insert = &insert;
+        async move { client.execute(insert, &[&n]).await }
+    }));
+    let mover = async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.proxy.move_session(id, None).await
+    };
+    let (results, outcome) = tokio::join!(inserts, mover);
+    for r in results {
+        assert_eq!(r.unwrap(), 1);
+    }
+    assert_success(&outcome.unwrap().result);
+    assert_eq!(s.seq_rows(), (1..=300).collect::<Vec<_>>());
+    // The prepared insert works on the new server too.
+    c.client.execute(&insert, &[&301]).await.unwrap();
+    assert_eq!(s.seq_rows().len(), 301);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_finishes_before_the_move() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let from = s.backend_of(id);
+    let copy = async {
+        let sink = c.client.copy_in("COPY copied FROM STDIN").await.unwrap();
+        futures_util::pin_mut!(sink);
+        for chunk in 0..20 {
+            let mut rows = String::new();
+            for n in chunk * 500..(chunk + 1) * 500 {
+                rows.push_str(&format!("{n}\trow {n}\n"));
+            }
+            sink.send(Bytes::from(rows)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sink.finish().await.unwrap()
+    };
+    let mover = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(s.backend_of(id), from);
+        s.proxy.move_session(id, None).await
+    };
+    let (copied, outcome) = tokio::join!(copy, mover);
+    assert_eq!(copied, 10_000);
+    assert_success(&outcome.unwrap().result);
+    let to = s.backend_of(id);
+    assert_ne!(to, from);
+    let count =
+        |b: BackendId| s.clusters[b.0].psql("SELECT count(*), count(DISTINCT n) FROM copied;");
+    assert_eq!(count(from).unwrap(), "10000|10000\n");
+    assert_eq!(count(to).unwrap(), "0|0\n");
+    assert_eq!(server_port(&c.client).await, s.port_of(to));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_is_down_leaves_the_session_working() {
+    let mut s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let from = s.backend_of(id);
+    let other = BackendId(1 - from.0);
+    s.clusters[other.0].stop();
+    let outcome = s.proxy.move_session(id, Some(other)).await.unwrap();
+    match &outcome.result {
+        TransferResult::Recoverable(Failure::DialFailed(_)) => {}
+        other => panic!("expected a recoverable dial failure, got {other:?}"),
+    }
+    assert_eq!(
+        s.proxy.metrics().transfer_retries,
+        2,
+        "three attempts in all"
+    );
+    assert_eq!(s.proxy.metrics().transfers.error_recoverable, 3);
+    assert_eq!(s.backend_of(id), from);
+    assert_eq!(server_port(&c.client).await, s.port_of(from));
+    c.client
+        .batch_execute("INSERT INTO seq VALUES (1)")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_old_backend_mid_transfer_closes_only_that_client() {
+    let s = setup(2, None).await;
+    let (victim, victim_id) = s.connect().await;
+    let (bystander, _) = s.connect().await;
+    let from = s.backend_of(victim_id);
+    let pid: i32 = victim
+        .client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Hold a lock the state query needs, so the transfer stops inside it.
+    let locker = s.clusters[from.0].connect().await.unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE weir.carried_settings IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let proxy_move = async { s.proxy.move_session(victim_id, None).await };
+    let kill = async {
+        let waiting = "SELECT count(*) FROM pg_stat_activity \
+                       WHERE pid = $1 AND wait_event_type = 'Lock'";
+        let mut blocked = false;
+        for _ in 0..100 {
+            let n: i64 = locker.query_one(waiting, &[&pid]).await.unwrap().get(0);
+            if n == 1 {
+                blocked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(blocked, "the state query never waited for the lock");
+        assert!(s.clusters[from.0].terminate_backend(pid).unwrap());
+    };
+    let (outcome, ()) = tokio::join!(proxy_move, kill);
+    match &outcome.unwrap().result {
+        TransferResult::Fatal(Failure::AmbiguousError(_)) => {}
+        other => panic!("expected a fatal transfer, got {other:?}"),
+    }
+    let error = victim.connection.await.unwrap().unwrap_err();
+    let db = error.as_db_error().expect("the proxy's FATAL error");
+    assert_eq!(db.severity(), "FATAL");
+    assert!(
+        db.message()
+            .starts_with("weir: the session could not be moved and was closed"),
+        "{db:?}"
+    );
+    assert!(victim.client.batch_execute("SELECT 1").await.is_err());
+
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    bystander.client.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(s.proxy.sessions().len(), 1);
+    assert_eq!(s.proxy.metrics().transfers.error_fatal, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_moves_lose_and_repeat_no_statement() {
+    const MOVES: usize = 1000;
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        let mut n = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            n += 1;
+            c.client
+                .execute("INSERT INTO seq VALUES ($1)", &[&n])
+                .await
+                .unwrap();
+        }
+        n
+    };
+    let mover = async {
+        let mut moved = 0;
+        let mut failures = Vec::new();
+        while moved < MOVES {
+            let outcome = s.proxy.move_session(id, None).await.unwrap();
+            match outcome.result {
+                TransferResult::Success => moved += 1,
+                other => failures.push(other),
+            }
+            tokio::task::yield_now().await;
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        failures
+    };
+    let (written, failures) = tokio::join!(writer, mover);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(written > 0);
+    assert_eq!(s.seq_rows(), (1..=written).collect::<Vec<_>>());
+    let metrics = s.proxy.metrics();
+    assert_eq!(metrics.transfers.success, MOVES as u64);
+    assert_eq!(metrics.transfers.attempted, MOVES as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_server_after_moves() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    for _ in 0..3 {
+        assert_success(&s.proxy.move_session(id, None).await.unwrap().result);
+    }
+    let cancel = c.client.cancel_token();
+    let sleeper = async { c.client.batch_execute("SELECT pg_sleep(30)").await };
+    let canceller = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel_query(NoTls).await.unwrap();
+    };
+    let started = std::time::Instant::now();
+    let (result, ()) = tokio::join!(sleeper, canceller);
+    assert_eq!(
+        result.unwrap_err().code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(eventually(5, || s.proxy.metrics().cancels_forwarded == 1).await);
+    c.client.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebalancer_drains_and_evens_out() {
+    let policy = RebalanceConfig {
+        interval: Duration::from_millis(100),
+        max_moves_per_pass: 8,
+    };
+    let s = setup(2, Some(policy)).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(s.connect().await.0);
+    }
+    assert_eq!(s.proxy.metrics().sessions_per_backend, vec![2, 2]);
+
+    s.proxy.set_draining(BackendId(0), true).unwrap();
+    assert!(eventually(10, || s.proxy.metrics().sessions_per_backend == vec![0, 4]).await);
+    for c in &clients {
+        assert_eq!(server_port(&c.client).await, s.port_of(BackendId(1)));
+    }
+    // New clients avoid the draining backend too.
+    let (late, _) = s.connect().await;
+    assert_eq!(server_port(&late.client).await, s.port_of(BackendId(1)));
+
+    s.proxy.set_draining(BackendId(0), false).unwrap();
+    assert!(
+        eventually(10, || {
+            let counts = s.proxy.metrics().sessions_per_backend;
+            counts.iter().sum::<usize>() == 5 && counts[0].abs_diff(counts[1]) <= 1
+        })
+        .await
+    );
+    for c in clients.iter().chain([&late]) {
+        c.client.batch_execute("SELECT 1").await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_works_through_the_proxy_while_it_moves() {
+    let s = setup(2, None).await;
+    let port = s.proxy.local_addr().port();
+    let mut psql = s.clusters[0]
+        .psql_command(port)
+        .args(["-q", "-A", "-t"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = "\\set before `echo unused`\n\
+                  SET application_name = 'psql-through-weir';\n\
+                  SELECT 'before', current_setting('port');\n\
+                  SELECT pg_sleep(1);\n\
+                  SELECT 'after', current_setting('port'), current_setting('application_name');\n\
+                  \\echo done\n";
+    psql.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(eventually(10, || s.proxy.sessions().len() == 1).await);
+    let id = s.proxy.sessions()[0].id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outcome = s.proxy.move_session(id, None).await.unwrap();
+    assert_success(&outcome.result);
+    let output = tokio::task::spawn_blocking(move || psql.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ports: Vec<String> = [BackendId(0), BackendId(1)]
+        .iter()
+        .map(|&b| s.port_of(b).to_string())
+        .collect();
+    let first = &ports[0];
+    let second = &ports[1];
+    assert_eq!(
+        stdout,
+        format!("before|{first}\n\nafter|{second}|psql-through-weir\ndone\n")
+    );
+}
