@@ -79,5 +79,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+
+    println!();
+    println!("5. Moving live PostgreSQL sessions between servers");
+    let mut stdout = std::io::stdout();
+    match tour::migration::run(&mut stdout) {
+        Ok(summary) if !summary.ran => {}
+        Ok(summary) if summary.complete => {}
+        Ok(summary) => {
+            eprintln!(
+                "   {} rows written but {} found",
+                summary.written, summary.found
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("   the migration section failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -2,5 +2,6 @@
 
 pub mod flow;
 pub mod frontier;
+pub mod migration;
 pub mod socket;
 pub mod wire;
