@@ -60,7 +60,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
         server,
         backend,
         new_server: None,
-        dialing: None,
+        dial: DialState::Idle,
         moving: None,
         pending_client: None,
         commands,
@@ -122,6 +122,29 @@ struct Moving {
     retry_at: Option<TokioInstant>,
 }
 
+/// The connection to a move's target, from the start of an attempt until the machine takes it.
+enum DialState {
+    Idle,
+    /// Connecting; `wanted` once the machine has asked for the new server.
+    Dialing {
+        connect: Dial,
+        wanted: bool,
+    },
+    /// Connected before the machine asked.
+    Ready(TcpStream),
+    /// Failed before the machine asked.
+    Failed(String),
+}
+
+impl DialState {
+    fn connecting(&mut self) -> Option<&mut Dial> {
+        match self {
+            DialState::Dialing { connect, .. } => Some(connect),
+            _ => None,
+        }
+    }
+}
+
 /// What woke the task.
 enum Wake {
     Client(io::Result<Bytes>),
@@ -150,7 +173,9 @@ struct Session {
     server: TcpStream,
     backend: BackendId,
     new_server: Option<TcpStream>,
-    dialing: Option<Dial>,
+    /// The connection to the move's target, dialled when the move starts so that the server's
+    /// fork and the TCP handshake overlap the state query.
+    dial: DialState,
     moving: Option<Moving>,
     /// Client bytes the machine could not hold yet (its held-bytes limit during a transfer);
     /// the client is not read until they are taken.
@@ -211,7 +236,7 @@ impl Session {
                     client,
                     server,
                     new_server,
-                    dialing,
+                    dial,
                     commands,
                     pending_client,
                     ..
@@ -222,9 +247,8 @@ impl Session {
                     r = read(server, &mut server_buf) => Wake::Server(r),
                     r = async { read(new_server.as_mut().expect("guarded"), &mut new_server_buf).await },
                         if new_server.is_some() => Wake::NewServer(r),
-                    r = async { dialing.as_mut().expect("guarded").await }, if dialing.is_some() => {
-                        Wake::Dialed(r)
-                    }
+                    r = async { dial.connecting().expect("guarded").await },
+                        if matches!(dial, DialState::Dialing { .. }) => Wake::Dialed(r),
                     _ = sleep_until(deadline), if deadline.is_some() => Wake::Deadline,
                     _ = sleep_until(retry_at), if retry_at.is_some() => Wake::Retry,
                     c = commands.recv() => Wake::Command(c),
@@ -249,13 +273,15 @@ impl Session {
                     self.machine.handle_new_server_failed(now, &e.to_string())
                 }
                 Wake::Dialed(r) => {
-                    self.dialing = None;
-                    match r {
-                        Ok(stream) => {
-                            self.new_server = Some(stream);
-                            self.machine.handle_new_server_connected(now)
-                        }
-                        Err(e) => self.machine.handle_new_server_failed(now, &e.to_string()),
+                    let wanted = matches!(self.dial, DialState::Dialing { wanted: true, .. });
+                    self.dial = match r {
+                        Ok(stream) => DialState::Ready(stream),
+                        Err(e) => DialState::Failed(e.to_string()),
+                    };
+                    if wanted {
+                        self.hand_over_dial(now)
+                    } else {
+                        Ok(())
                     }
                 }
                 Wake::Deadline => {
@@ -342,19 +368,19 @@ impl Session {
                     }
                 }
             },
-            Output::DialNewServer { .. } => match self.moving.as_ref() {
-                Some(m) => {
-                    let addr = self.shared.addr(m.to);
-                    let timeout = self.shared.config.connect_timeout;
-                    self.dialing = Some(Box::pin(connect(addr, timeout)));
+            Output::DialNewServer { .. } => {
+                let now = self.now();
+                match &mut self.dial {
+                    DialState::Dialing { wanted, .. } => *wanted = true,
+                    DialState::Idle => {
+                        self.dial = DialState::Failed("no move was requested".into());
+                        let _ = self.hand_over_dial(now);
+                    }
+                    DialState::Ready(_) | DialState::Failed(_) => {
+                        let _ = self.hand_over_dial(now);
+                    }
                 }
-                None => {
-                    let now = self.now();
-                    let _ = self
-                        .machine
-                        .handle_new_server_failed(now, "no move was requested");
-                }
-            },
+            }
             Output::CloseOldServer => {
                 let Some(new) = self.new_server.take() else {
                     return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
@@ -368,7 +394,7 @@ impl Session {
             }
             Output::CloseNewServer => {
                 self.new_server = None;
-                self.dialing = None;
+                self.dial = DialState::Idle;
             }
             Output::CloseClient(reason) => return Err(End::Closed(reason)),
             Output::Outcome(outcome) => self.outcome(outcome),
@@ -423,12 +449,37 @@ impl Session {
         };
         m.retry_at = None;
         m.attempts += 1;
-        if let Err(e) = self.machine.request_transfer(now, &key) {
-            self.finish_move(Err(MoveError::Refused(e)));
+        let addr = self.shared.addr(m.to);
+        match self.machine.request_transfer(now, &key) {
+            Ok(()) => {
+                let timeout = self.shared.config.connect_timeout;
+                self.dial = DialState::Dialing {
+                    connect: Box::pin(connect(addr, timeout)),
+                    wanted: false,
+                };
+            }
+            Err(e) => self.finish_move(Err(MoveError::Refused(e))),
+        }
+    }
+
+    /// Give the machine the connection it asked for, or the reason there is none.
+    fn hand_over_dial(&mut self, now: Instant) -> Result<(), MachineError> {
+        match std::mem::replace(&mut self.dial, DialState::Idle) {
+            DialState::Ready(stream) => {
+                self.new_server = Some(stream);
+                self.machine.handle_new_server_connected(now)
+            }
+            DialState::Failed(reason) => self.machine.handle_new_server_failed(now, &reason),
+            other => {
+                self.dial = other;
+                Ok(())
+            }
         }
     }
 
     fn outcome(&mut self, outcome: TransferOutcome) {
+        // A connection dialled for this attempt and not taken is not needed any more.
+        self.dial = DialState::Idle;
         let from = self.shared.addr(self.backend);
         let to = self.moving.as_ref().map(|m| self.shared.addr(m.to));
         let attempt = self.moving.as_ref().map_or(0, |m| m.attempts);
