@@ -17,7 +17,7 @@
 //! replays one); before every run both clusters get `TRUNCATE pgbench_history`, `VACUUM` and
 //! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise two rounds of 20 s
 //! runs, tps averaged per contender. `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS` and
-//! `WEIR_BENCH_SCALE` override; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
+//! `WEIR_BENCH_SCALE` override, `WEIR_BENCH_ONLY=direct,weir` picks contenders, `WEIR_BENCH_CLIENTS` sets the clients; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
 //! the proxy's tracing on stderr. The `name=value` lines come last.
 
 mod mover;
@@ -80,6 +80,7 @@ struct Settings {
     rounds: u32,
     scale: u32,
     seed: u64,
+    only: Option<String>,
 }
 
 impl Settings {
@@ -99,6 +100,7 @@ impl Settings {
             rounds: number("WEIR_BENCH_ROUNDS", if quick { 1 } else { 2 }) as u32,
             scale: number("WEIR_BENCH_SCALE", 1) as u32,
             seed: number("WEIR_BENCH_SEED", clock % 1_000_000),
+            only: std::env::var("WEIR_BENCH_ONLY").ok(),
         }
     }
 }
@@ -116,6 +118,8 @@ struct Run {
     report: Report,
     moves: Option<Moves>,
     placement: Vec<usize>,
+    /// pgbench_history rows on A and B after the run.
+    history: [u64; 2],
 }
 
 #[tokio::main]
@@ -150,13 +154,17 @@ async fn bench() -> Result<(), String> {
         settings.rounds, settings.seconds, settings.scale, settings.seed
     );
     for round in 1..=settings.rounds {
-        let mut order = CONTENDERS;
+        let mut order = CONTENDERS.to_vec();
         shuffle(&mut order, &mut rng);
+        if let Some(only) = &settings.only {
+            order.retain(|c| only.split(',').any(|name| name.trim() == c.name()));
+        }
         let names: Vec<&str> = order.iter().map(|c| c.name()).collect();
         println!("round {round}: {}", names.join(", "));
         for contender in order {
             bench.reset()?;
-            let run = bench.run(contender, settings.seconds).await?;
+            let mut run = bench.run(contender, settings.seconds).await?;
+            bench.check_history(&mut run)?;
             print_run(round, contender, &run);
             runs.push((contender, run));
         }
@@ -215,6 +223,32 @@ impl Bench {
         Ok(())
     }
 
+    /// Every transaction pgbench counted inserted one history row, on whichever server its
+    /// session was on then; a transaction lost or run twice shows as a difference, which counts
+    /// as failed transactions.
+    fn check_history(&self, run: &mut Run) -> Result<(), String> {
+        let mut rows = [0u64; 2];
+        for (n, cluster) in [&self.a, &self.b].into_iter().enumerate() {
+            let out = cluster
+                .psql("SELECT count(*) FROM pgbench_history;")
+                .map_err(|e| format!("counting history rows: {e}"))?;
+            rows[n] = out.trim().parse().map_err(|e| format!("{out:?}: {e}"))?;
+        }
+        run.history = rows;
+        let r = &mut run.report;
+        if r.transactions > 0 && rows[0] + rows[1] != r.transactions {
+            r.failures += (rows[0] + rows[1]).abs_diff(r.transactions);
+            r.errors.push(format!(
+                "{} history rows (A {}, B {}) for {} transactions",
+                rows[0] + rows[1],
+                rows[0],
+                rows[1],
+                r.transactions
+            ));
+        }
+        Ok(())
+    }
+
     async fn run(&self, contender: Contender, seconds: u64) -> Result<Run, String> {
         let port = match contender {
             Contender::Direct => self.a.port(),
@@ -225,6 +259,7 @@ impl Bench {
             report: pgbench::run(&self.pgbench, port, seconds).await,
             moves: None,
             placement: Vec::new(),
+            history: [0; 2],
         })
     }
 
@@ -275,6 +310,7 @@ impl Bench {
             report,
             moves,
             placement,
+            history: [0; 2],
         })
     }
 }
@@ -282,10 +318,13 @@ impl Bench {
 fn print_run(round: u32, contender: Contender, run: &Run) {
     let r = &run.report;
     let mut line = format!(
-        "round {round} {:<12} tps {:>8.1}  transactions {:>7}  latency {:>6.2} ms  failed {}",
+        "round {round} {:<12} tps {:>8.1}  transactions {:>7} (history rows A {} B {})  \
+         latency {:>6.2} ms  failed {}",
         contender.name(),
         r.tps,
         r.transactions,
+        run.history[0],
+        run.history[1],
         r.latency_ms,
         r.failures
     );
@@ -321,7 +360,7 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
             .filter(|(k, _)| *k == c)
             .map(|(_, r)| r.report.tps)
             .collect();
-        all.iter().sum::<f64>() / all.len().max(1) as f64
+        all.iter().fold(0.0, |sum, t| sum + t) / all.len().max(1) as f64
     };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let weir_failures: u64 = runs

@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-/// Clients and threads of every measured run (the 8 clients).
-pub const CLIENTS: u32 = 8;
-pub const THREADS: u32 = 2;
+/// Clients of every measured run: the 8, or `WEIR_BENCH_CLIENTS`; two threads.
+fn clients() -> u32 {
+    std::env::var("WEIR_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 
 /// The pgbench next to the server binaries, else the one on the PATH.
 pub fn binary(bin_dir: &Path) -> PathBuf {
@@ -63,7 +67,12 @@ pub async fn run(pgbench: &Path, port: u16, seconds: u64) -> Report {
     command
         .args(connection(port))
         .args(["-n", "-M", "simple"])
-        .args(["-c", &CLIENTS.to_string(), "-j", &THREADS.to_string()])
+        .args([
+            "-c",
+            &clients().to_string(),
+            "-j",
+            &clients().min(2).to_string(),
+        ])
         .args(["-T", &seconds.to_string()])
         .stdin(Stdio::null())
         .kill_on_drop(true);
