@@ -15,7 +15,7 @@
 //!
 //! Each round runs the five in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
 //! replays one); before every run both clusters get `TRUNCATE pgbench_history`, `VACUUM` and
-//! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise two rounds of 20 s
+//! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise three rounds of 20 s
 //! runs, tps averaged per contender. `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS` and
 //! `WEIR_BENCH_SCALE` override, `WEIR_BENCH_ONLY=direct,weir` picks contenders, `WEIR_BENCH_CLIENTS` sets the clients; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
 //! the proxy's tracing on stderr. The `name=value` lines come last.
@@ -97,7 +97,7 @@ impl Settings {
             .map_or(1, |d| d.as_nanos() as u64);
         Settings {
             seconds: number("WEIR_BENCH_SECONDS", if quick { 5 } else { 20 }),
-            rounds: number("WEIR_BENCH_ROUNDS", if quick { 1 } else { 2 }) as u32,
+            rounds: number("WEIR_BENCH_ROUNDS", if quick { 1 } else { 3 }) as u32,
             scale: number("WEIR_BENCH_SCALE", 1) as u32,
             seed: number("WEIR_BENCH_SEED", clock % 1_000_000),
             only: std::env::var("WEIR_BENCH_ONLY").ok(),
