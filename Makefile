@@ -13,7 +13,8 @@ FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier
+	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
+	bench-proxy
 
 all: test
 
@@ -92,7 +93,7 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier
+bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier bench-proxy
 
 bench-codec:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
@@ -103,6 +104,15 @@ bench-mux-core:
 # weir-tokio over loopback TCP beside its baselines (bench/ is its own workspace, out of `make test`).
 bench-mux:
 	cd bench && WEIR_BENCH_QUICK=1 $(CARGO) run --quiet --release --bin mux
+
+# pgbench through weir's PostgreSQL proxy, straight and through PgBouncer, on two throwaway
+# clusters (bench/src/proxy); installs postgresql and pgbouncer when they are missing.
+bench-proxy:
+	@ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
+	@command -v pgbouncer >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer)
+	cd bench && WEIR_BENCH_QUICK=1 $(CARGO) run --quiet --release --bin proxy
 
 # The criterion cycle benchmark, then the simulator for the scenario figures; all four last.
 bench-flow:

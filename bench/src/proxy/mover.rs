@@ -1,0 +1,100 @@
+//! The moving run's mover: every tick, ask every live session to move to the other backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use weir::transfer::{TransferOutcome, TransferResult};
+use weir_tokio::proxy::{MoveError, Proxy};
+
+/// What the requested moves came to.
+#[derive(Debug, Default)]
+pub struct Moves {
+    /// Latency of each successful move (its last attempt's [`TransferOutcome::latency`]).
+    pub latencies_ms: Vec<f64>,
+    /// Moves whose last attempt failed, recoverably or fatally, or that the proxy refused
+    /// for a reason other than the two below; each with what it said.
+    pub failed: Vec<String>,
+    /// Requests for a session whose previous move had not finished yet.
+    pub in_progress: u64,
+    /// Moves still waiting for a safe point when their session ended (pgbench disconnects at
+    /// the end of the run).
+    pub cut_by_session_end: u64,
+}
+
+impl Moves {
+    /// Moves that ran to an outcome.
+    pub fn total(&self) -> usize {
+        self.latencies_ms.len() + self.failed.len()
+    }
+
+    fn record(&mut self, result: Result<TransferOutcome, MoveError>) {
+        match result {
+            Ok(TransferOutcome {
+                result: TransferResult::Success,
+                latency,
+                ..
+            }) => self.latencies_ms.push(latency.as_secs_f64() * 1e3),
+            Ok(TransferOutcome {
+                result: TransferResult::Recoverable(f),
+                ..
+            }) => self.failed.push(format!("recoverable: {f}")),
+            Ok(TransferOutcome {
+                result: TransferResult::Fatal(f),
+                ..
+            }) => self.failed.push(format!("fatal: {f}")),
+            Err(MoveError::InProgress) => self.in_progress += 1,
+            Err(MoveError::SessionClosed) | Err(MoveError::UnknownSession(_)) => {
+                self.cut_by_session_end += 1
+            }
+            Err(e) => self.failed.push(e.to_string()),
+        }
+    }
+}
+
+/// Move every session every `every` until `stop` fires, then wait for the moves under way.
+pub async fn run(proxy: Arc<Proxy>, every: Duration, mut stop: oneshot::Receiver<()>) -> Moves {
+    let mut moves = Moves::default();
+    let mut running = JoinSet::new();
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(done) = running.join_next() => moves.record(done.expect("a move task panicked")),
+            _ = ticks.tick() => {
+                for session in proxy.sessions() {
+                    let proxy = proxy.clone();
+                    running.spawn(async move { proxy.move_session(session.id, None).await });
+                }
+            }
+        }
+    }
+    let drain = async {
+        while let Some(done) = running.join_next().await {
+            moves.record(done.expect("a move task panicked"));
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        let stuck = running.len();
+        moves
+            .failed
+            .extend((0..stuck).map(|_| "no outcome 10 s after the run ended".to_owned()));
+    }
+    moves
+}
+
+/// The `p`-th percentile (0..=100) of `values`, nearest rank; 0 when empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
