@@ -64,6 +64,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
         moving: None,
         pending_client: None,
         commands,
+        commands_open: true,
         keys: (None, None),
     };
     session.run(startup).instrument(span).await;
@@ -181,6 +182,7 @@ struct Session {
     /// the client is not read until they are taken.
     pending_client: Option<Bytes>,
     commands: mpsc::Receiver<Command>,
+    commands_open: bool,
     /// The cancel keys as last published to the registry.
     keys: (Option<BackendKey>, Option<BackendKey>),
 }
@@ -238,6 +240,7 @@ impl Session {
                     new_server,
                     dial,
                     commands,
+                    commands_open,
                     pending_client,
                     ..
                 } = self;
@@ -251,7 +254,7 @@ impl Session {
                         if matches!(dial, DialState::Dialing { .. }) => Wake::Dialed(r),
                     _ = sleep_until(deadline), if deadline.is_some() => Wake::Deadline,
                     _ = sleep_until(retry_at), if retry_at.is_some() => Wake::Retry,
-                    c = commands.recv() => Wake::Command(c),
+                    c = commands.recv(), if *commands_open => Wake::Command(c),
                 }
             };
             let now = self.now();
@@ -299,7 +302,7 @@ impl Session {
                 // The registry holds the sender while this task runs; should it ever close,
                 // the session goes on without taking commands.
                 Wake::Command(None) => {
-                    self.commands = mpsc::channel(1).1;
+                    self.commands_open = false;
                     Ok(())
                 }
             };
