@@ -325,7 +325,10 @@ fn psql_helpers_and_stop() {
     let error = cluster.psql("SELECT nonsense;").unwrap_err();
     assert!(error.to_string().contains("nonsense"), "{error}");
     let installed = cluster
-        .psql("SELECT count(*) FROM pg_proc WHERE pronamespace = 'weir'::regnamespace;")
+        .psql(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'weir'::regnamespace \
+             AND proname IN ('show_transfer_state', 'deserialize_session');",
+        )
         .unwrap();
     assert_eq!(installed.trim(), "2");
     assert!(!cluster.terminate_backend(999_999).unwrap());

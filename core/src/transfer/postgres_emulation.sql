@@ -14,8 +14,8 @@
 -- What is carried, as JSON in base64 (encode(..., 'base64') breaks lines every 76 characters, so
 -- the newlines are removed before the state leaves the server):
 --
--- * The user name and a fresh random token; deserialize_session returns false, and changes
---   nothing, unless both match the new session.
+-- * The user name and a fresh random token (the 16 bytes of a gen_random_uuid());
+--   deserialize_session returns false, and changes nothing, unless both match the new session.
 -- * Every setting whose source is `session` (what SET or set_config changed), except `weir.*`.
 -- * Custom settings listed in the table weir.carried_settings. PostgreSQL does not list
 --   placeholder settings (`SET myapp.tenant = 'acme'`) in pg_settings, so they cannot be found
@@ -49,6 +49,55 @@ GRANT USAGE ON SCHEMA weir TO PUBLIC;
 CREATE TABLE IF NOT EXISTS weir.carried_settings (name text PRIMARY KEY);
 GRANT SELECT ON weir.carried_settings TO PUBLIC;
 
+-- Both functions are LANGUAGE sql: every move lands on a backend that has not called them yet,
+-- and a first call of a PL/pgSQL function pays for loading PL/pgSQL and compiling the function.
+-- They call the functions behind the pg_settings, pg_locks, pg_cursors and
+-- pg_prepared_statements views rather than the views (no view rule to load), skip the pg_class
+-- scan when the session never had a temporary schema (pg_my_temp_schema() = 0), and reach
+-- PL/pgSQL (needed for the dynamic PREPAREs) only through the SQL wrappers below, so a session
+-- without prepared statements never loads it.
+
+-- The error PREPARE gives for `command`, or null when it takes it (nothing runs: parse analysis
+-- only, and the probe statement is deallocated at once).
+CREATE OR REPLACE FUNCTION weir.prepare_error(command text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    EXECUTE command;
+    EXECUTE 'DEALLOCATE weir_transfer_probe';
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLERRM;
+END
+$fn$;
+
+-- Runs one statement (a PREPARE being replayed).
+CREATE OR REPLACE FUNCTION weir.run_statement(command text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    EXECUTE command;
+END
+$fn$;
+
+-- SQL wrappers, not inlined (they have a FROM clause), so the PL/pgSQL functions above are looked
+-- up, and PL/pgSQL loaded, only when a wrapper is actually called.
+CREATE OR REPLACE FUNCTION weir.probe_prepared_statement(name text, types text, statement text)
+RETURNS text
+LANGUAGE sql VOLATILE AS $fn$
+SELECT pg_catalog.format('cannot serialize prepared statement %I: %s', name, e.error)
+  FROM weir.prepare_error('PREPARE weir_transfer_probe' || types || ' AS ' || statement)
+       AS e(error)
+ WHERE e.error IS NOT NULL
+$fn$;
+
+CREATE OR REPLACE FUNCTION weir.replay_prepared_statements(commands jsonb)
+RETURNS bigint
+LANGUAGE sql VOLATILE AS $fn$
+SELECT pg_catalog.count(weir.run_statement(c.command))
+  FROM pg_catalog.jsonb_array_elements_text(commands) AS c(command)
+$fn$;
+
 CREATE OR REPLACE FUNCTION weir.show_transfer_state(key text)
 RETURNS TABLE (
     error text,
@@ -56,114 +105,108 @@ RETURNS TABLE (
     session_revival_token_base64 text,
     transfer_key text
 )
-LANGUAGE plpgsql VOLATILE AS $fn$
-DECLARE
-    problem text;
-    token text;
-    settings jsonb;
-    prepared jsonb := '[]';
-    stmt record;
-    types text;
-    doc jsonb;
-BEGIN
-    transfer_key := key;
-    -- Session state that cannot be replayed makes the transfer fail (recoverably).
-    IF pg_catalog.transaction_timestamp() <> pg_catalog.statement_timestamp() THEN
-        problem := 'cannot serialize a session with an open transaction';
-    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_cursors) THEN
-        problem := 'cannot serialize a session with open cursors';
-    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_class
-                  WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN
-        problem := 'cannot serialize a session with temporary tables';
-    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()) THEN
-        problem := 'cannot serialize a session that listens on channels';
-    ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-                  WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()) THEN
-        problem := 'cannot serialize a session that holds advisory locks';
-    END IF;
-
-    IF problem IS NULL THEN
-        FOR stmt IN SELECT p.name, p.statement, p.parameter_types, p.from_sql
-                      FROM pg_catalog.pg_prepared_statements AS p ORDER BY p.name LOOP
-            IF stmt.from_sql THEN
-                IF pg_catalog.strpos(pg_catalog.rtrim(stmt.statement, E' \t\r\n;'), ';') > 0 THEN
-                    problem := pg_catalog.format(
-                        'cannot serialize prepared statement %I: its text may hold more than one statement',
-                        stmt.name);
-                    EXIT;
-                END IF;
-                prepared := prepared || pg_catalog.jsonb_build_array(stmt.statement);
-                CONTINUE;
-            END IF;
-            types := '';
-            IF pg_catalog.cardinality(stmt.parameter_types) > 0 THEN
-                types := ' (' || pg_catalog.array_to_string(stmt.parameter_types::text[], ', ') || ')';
-            END IF;
-            BEGIN
-                EXECUTE 'PREPARE weir_transfer_probe' || types || ' AS ' || stmt.statement;
-                EXECUTE 'DEALLOCATE weir_transfer_probe';
-            EXCEPTION WHEN OTHERS THEN
-                problem := pg_catalog.format('cannot serialize prepared statement %I: %s',
-                                             stmt.name, SQLERRM);
-                EXIT;
-            END;
-            prepared := prepared || pg_catalog.jsonb_build_array(
-                'PREPARE ' || pg_catalog.quote_ident(stmt.name) || types || ' AS ' || stmt.statement);
-        END LOOP;
-    END IF;
-
-    IF problem IS NOT NULL THEN
-        error := problem;
-        RETURN NEXT;
-        RETURN;
-    END IF;
-
-    SELECT COALESCE(pg_catalog.jsonb_object_agg(s.name, s.value), '{}'::jsonb)
-      INTO settings
-      FROM (SELECT ps.name, pg_catalog.current_setting(ps.name) AS value
-              FROM pg_catalog.pg_settings AS ps
-             WHERE ps.source = 'session' AND ps.name NOT LIKE 'weir.%'
-            UNION
-            SELECT c.name, pg_catalog.current_setting(c.name, true)
-              FROM weir.carried_settings AS c
-             WHERE c.name NOT LIKE 'weir.%'
-               AND pg_catalog.current_setting(c.name, true) IS NOT NULL) AS s;
-
-    token := pg_catalog.encode(pg_catalog.decode(pg_catalog.md5(
-        pg_catalog.random()::text || pg_catalog.clock_timestamp()::text
-        || pg_catalog.pg_backend_pid()::text), 'hex'), 'base64');
-    doc := pg_catalog.jsonb_build_object('user', session_user::text, 'token', token,
-                                         'settings', settings, 'prepared', prepared);
-
-    session_state_base64 := pg_catalog.translate(
-        pg_catalog.encode(pg_catalog.convert_to(doc::text, 'UTF8'), 'base64'), E'\n\r', '');
-    session_revival_token_base64 := token;
-    RETURN NEXT;
-END
+LANGUAGE sql VOLATILE AS $fn$
+WITH statements AS MATERIALIZED (
+    SELECT p.name, p.statement, p.from_sql,
+           CASE WHEN pg_catalog.cardinality(p.parameter_types) > 0
+                THEN ' (' || pg_catalog.array_to_string(p.parameter_types::text[], ', ') || ')'
+                ELSE '' END AS types
+      FROM pg_catalog.pg_prepared_statement() AS p
+),
+-- Session state that cannot be replayed makes the transfer fail (recoverably); the checks run
+-- in this order and stop at the first that fails.
+refusal AS MATERIALIZED (
+    SELECT CASE
+        WHEN pg_catalog.transaction_timestamp() <> pg_catalog.statement_timestamp() THEN
+            'cannot serialize a session with an open transaction'
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_cursor()) THEN
+            'cannot serialize a session with open cursors'
+        -- pg_my_temp_schema() is 0 until the session first creates a temporary object.
+        WHEN pg_catalog.pg_my_temp_schema() <> 0
+             AND EXISTS (SELECT 1 FROM pg_catalog.pg_class
+                          WHERE relnamespace = pg_catalog.pg_my_temp_schema()) THEN
+            'cannot serialize a session with temporary tables'
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels()) THEN
+            'cannot serialize a session that listens on channels'
+        WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_lock_status() AS l
+                      WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid()) THEN
+            'cannot serialize a session that holds advisory locks'
+        -- The first prepared statement, by name, that cannot be carried.
+        ELSE (SELECT x.problem
+                FROM (SELECT s.name,
+                             CASE WHEN NOT s.from_sql THEN
+                                      weir.probe_prepared_statement(s.name, s.types, s.statement)
+                                  WHEN pg_catalog.strpos(pg_catalog.rtrim(s.statement, E' \t\r\n;'),
+                                                         ';') > 0 THEN
+                                      pg_catalog.format('cannot serialize prepared statement %I: '
+                                                        'its text may hold more than one statement',
+                                                        s.name)
+                             END AS problem
+                        FROM statements AS s
+                      OFFSET 0) AS x
+               WHERE x.problem IS NOT NULL
+               ORDER BY x.name
+               LIMIT 1)
+    END AS error
+),
+doc AS MATERIALIZED (
+    SELECT pg_catalog.jsonb_build_object(
+        'user', session_user::text,
+        'token', pg_catalog.encode(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 'base64'),
+        'settings',
+        (SELECT COALESCE(pg_catalog.jsonb_object_agg(v.name, v.value), '{}'::jsonb)
+           FROM (SELECT a.name, pg_catalog.current_setting(a.name) AS value
+                   FROM pg_catalog.pg_show_all_settings() AS a
+                  WHERE a.source = 'session' AND a.name NOT LIKE 'weir.%'
+                 UNION
+                 SELECT c.name, pg_catalog.current_setting(c.name, true)
+                   FROM weir.carried_settings AS c
+                  WHERE c.name NOT LIKE 'weir.%'
+                    AND pg_catalog.current_setting(c.name, true) IS NOT NULL) AS v),
+        -- Settings are replayed first, so these resolve names with the session's search_path.
+        'prepared',
+        (SELECT COALESCE(pg_catalog.jsonb_agg(
+                    CASE WHEN s.from_sql THEN s.statement
+                         ELSE 'PREPARE ' || pg_catalog.quote_ident(s.name) || s.types || ' AS '
+                              || s.statement END
+                    ORDER BY s.name), '[]'::jsonb)
+           FROM statements AS s)) AS doc
+      FROM refusal AS r
+     WHERE r.error IS NULL
+)
+SELECT r.error,
+       (SELECT pg_catalog.translate(
+                   pg_catalog.encode(pg_catalog.convert_to(d.doc::text, 'UTF8'), 'base64'),
+                   E'\n\r', '')
+          FROM doc AS d),
+       (SELECT d.doc->>'token' FROM doc AS d),
+       key
+  FROM refusal AS r
 $fn$;
 
 CREATE OR REPLACE FUNCTION weir.deserialize_session(state bytea)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE AS $fn$
-DECLARE
-    doc jsonb;
-    setting record;
-    command text;
-BEGIN
-    doc := pg_catalog.convert_from(state, 'UTF8')::jsonb;
-    IF doc->>'user' IS DISTINCT FROM session_user::text
-       OR doc->>'token' IS DISTINCT FROM pg_catalog.current_setting('weir.session_revival_token', true)
-    THEN
-        RETURN false;
-    END IF;
-    -- Settings first: the prepared statements resolve names with the session's search_path.
-    FOR setting IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(doc->'settings') AS e LOOP
-        PERFORM pg_catalog.set_config(setting.key, setting.value, false);
-    END LOOP;
-    FOR command IN SELECT pg_catalog.jsonb_array_elements_text(
-                              COALESCE(doc->'prepared', '[]'::jsonb)) LOOP
-        EXECUTE command;
-    END LOOP;
-    RETURN true;
-END
+LANGUAGE sql VOLATILE AS $fn$
+-- Settings first: the prepared statements resolve names with the session's search_path. Neither
+-- statement changes anything unless the user and the token match.
+WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
+SELECT pg_catalog.set_config(e.key, e.value, false)
+  FROM d, pg_catalog.jsonb_each_text(d.doc->'settings') AS e
+ WHERE d.doc->>'user' IS NOT DISTINCT FROM session_user::text
+   AND d.doc->>'token' IS NOT DISTINCT FROM
+       pg_catalog.current_setting('weir.session_revival_token', true);
+
+WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
+SELECT weir.replay_prepared_statements(d.doc->'prepared')
+  FROM d
+ WHERE d.doc->>'user' IS NOT DISTINCT FROM session_user::text
+   AND d.doc->>'token' IS NOT DISTINCT FROM
+       pg_catalog.current_setting('weir.session_revival_token', true)
+   AND pg_catalog.jsonb_array_length(COALESCE(d.doc->'prepared', '[]'::jsonb)) > 0;
+
+WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
+SELECT d.doc->>'user' IS NOT DISTINCT FROM session_user::text
+   AND d.doc->>'token' IS NOT DISTINCT FROM
+       pg_catalog.current_setting('weir.session_revival_token', true)
+  FROM d
 $fn$;
