@@ -1,5 +1,9 @@
-//! The moving run's mover: every tick, ask every live session to move to the other backend.
+//! The moving run's mover: every tick, ask every live session to move to the other backend, the
+//! sessions' moves spread evenly over the tick (with 8 sessions and 100 ms, one every 12.5 ms), so
+//! each session still moves once per tick but the moves do not all start at the same instant and
+//! queue behind each other on the servers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,27 +57,46 @@ impl Moves {
     }
 }
 
-/// Move every session every `every` until `stop` fires, then wait for the moves under way.
+/// Move every session every `every` until `stop` fires, then wait for the moves under way (moves
+/// of the last tick not started yet when `stop` fires are dropped).
 pub async fn run(proxy: Arc<Proxy>, every: Duration, mut stop: oneshot::Receiver<()>) -> Moves {
     let mut moves = Moves::default();
     let mut running = JoinSet::new();
+    let stopped = Arc::new(AtomicBool::new(false));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            Some(done) = running.join_next() => moves.record(done.expect("a move task panicked")),
+            Some(done) = running.join_next() => {
+                if let Some(result) = done.expect("a move task panicked") {
+                    moves.record(result);
+                }
+            }
             _ = ticks.tick() => {
-                for session in proxy.sessions() {
+                let sessions = proxy.sessions();
+                let n = sessions.len() as u32;
+                for (i, session) in (0u32..).zip(sessions) {
                     let proxy = proxy.clone();
-                    running.spawn(async move { proxy.move_session(session.id, None).await });
+                    let stopped = stopped.clone();
+                    let delay = every * i / n.max(1);
+                    running.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if stopped.load(Ordering::Relaxed) {
+                            return None;
+                        }
+                        Some(proxy.move_session(session.id, None).await)
+                    });
                 }
             }
         }
     }
+    stopped.store(true, Ordering::Relaxed);
     let drain = async {
         while let Some(done) = running.join_next().await {
-            moves.record(done.expect("a move task panicked"));
+            if let Some(result) = done.expect("a move task panicked") {
+                moves.record(result);
+            }
         }
     };
     if tokio::time::timeout(Duration::from_secs(10), drain)
