@@ -55,7 +55,12 @@ fn invalid(message: String) -> io::Error {
 /// A FATAL ErrorResponse with SQLSTATE `code`, the last thing a client hears from the proxy.
 pub(crate) fn fatal_error(code: &str, message: &str) -> Bytes {
     let mut body = BytesMut::new();
-    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', message)] {
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
         body.put_u8(field);
         body.put_slice(value.replace('\0', " ").as_bytes());
         body.put_u8(0);
@@ -112,7 +117,10 @@ mod tests {
         let (result, _) = first(&[0, 0, 0, 4]).await;
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::InvalidData);
         let (result, _) = first(&[0, 1, 0, 0]).await;
-        assert!(result.unwrap_err().to_string().contains("outside 8..=10000"));
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("outside 8..=10000"));
         let (result, answered) = first(&SSL_REQUEST.repeat(3)).await;
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert_eq!(answered, b"NNN");
@@ -124,7 +132,10 @@ mod tests {
     fn fatal_errors_parse_back() {
         let e = fatal_error("08006", "weir: no backend");
         assert_eq!(e[0], b'E');
-        assert_eq!(u32::from_be_bytes(e[1..5].try_into().unwrap()) as usize, e.len() - 1);
+        assert_eq!(
+            u32::from_be_bytes(e[1..5].try_into().unwrap()) as usize,
+            e.len() - 1
+        );
         let fields = ErrorFields::parse(&e[5..]).unwrap();
         assert_eq!(fields.get(b'S'), Some("FATAL"));
         assert_eq!(fields.get(b'C'), Some("08006"));

@@ -62,7 +62,12 @@ mod tests {
         add(&mut total, &a);
         add(&mut total, &b);
         assert_eq!(
-            (total.attempted, total.success, total.error_fatal, total.error_recoverable),
+            (
+                total.attempted,
+                total.success,
+                total.error_fatal,
+                total.error_recoverable
+            ),
             (3, 1, 1, 1)
         );
         assert_eq!(total.latency_us.count, 3);
