@@ -7,6 +7,8 @@
 //! little more, so that a small frame never queues behind megabytes of someone else's data in
 //! the socket buffers on the way (a window that only grows queues its whole size there).
 //!
+//! The window stays within `min_connection_window` and `max_connection_window`.
+//!
 //! The lowest round trip is the path without queues. It is taken afresh every
 //! [`MIN_RTT_LIFETIME`]: the window drops to its floor for one round trip, so that what is in
 //! flight drains and the next ping measures the path again (a path that grew slower would

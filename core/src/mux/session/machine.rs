@@ -133,7 +133,7 @@ impl Session {
 
     /// (Mux) The lowest round trip measured with pings (they go out while Message data
     /// arrives), if any. The connection's receive window is twice this times the delivery
-    /// rate, or `initial_connection_window` if that is more.
+    /// rate, between `min_connection_window` and `max_connection_window`.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.bdp.min_rtt()
     }
@@ -372,7 +372,7 @@ impl Session {
             self.pong_due = Some(token);
             return Ok(());
         }
-        let floor = self.config.initial_connection_window;
+        let floor = self.config.min_connection_window;
         let drained = self.window.target() <= floor;
         let limits = (floor, self.config.max_connection_window);
         let aimed = self.window.aimed();

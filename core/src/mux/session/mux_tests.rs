@@ -436,3 +436,45 @@ fn compat_mode_never_pings() {
     assert_eq!(control_values(&drain(&mut server), Kind::PING), []);
     assert_eq!(server.metrics().pings_sent, 0);
 }
+
+#[test]
+fn a_short_round_trip_shrinks_the_connection_window_to_its_floor() {
+    let config = Config {
+        initial_stream_window: 4 << 20,
+        max_stream_window: 4 << 20,
+        ..config()
+    };
+    let mut server = Session::new(Role::Server, config);
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    let data = vec![1; 64 << 10];
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, &data))
+        .unwrap();
+    let ping = control_values(&drain(&mut server), Kind::PING)[0];
+    // 64 KiB in 10 us: a product of 64 KiB, under the floor.
+    let later = NOW + core::time::Duration::from_micros(10);
+    server
+        .handle_input(later, &control(Kind::PONG, 0, ping))
+        .unwrap();
+    assert_eq!(server.connection_credit().receive_window, 1 << 20);
+    // The credit for what arrives next is kept until the window is down to its floor; the
+    // peer never had more than it was granted.
+    let mut granted = 0;
+    for message in 3..20 {
+        server
+            .handle_input(later, &frame(Kind::MESSAGE, false, 1, message, &data))
+            .unwrap();
+        granted += control_values(&drain(&mut server), Kind::WINDOW_UPDATE)
+            .iter()
+            .sum::<u64>();
+    }
+    let credit = server.connection_credit();
+    assert_eq!(credit.receive_window, config.min_connection_window);
+    assert_eq!(
+        credit.receive_available + credit.receive_unreturned,
+        credit.receive_window
+    );
+    assert!(granted > 0);
+}
