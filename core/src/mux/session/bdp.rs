@@ -18,8 +18,9 @@ use core::time::Duration;
 
 use crate::time::Instant;
 
-/// A new ping waits for this many Message bytes since the last round trip ended (64 KiB), so a
-/// connection carrying small calls pings rarely.
+/// A new ping waits for this many Message bytes since the last round trip ended (64 KiB, or a
+/// quarter of the initial window if that is less), so a connection carrying small calls pings
+/// rarely.
 pub(super) const PING_AFTER_BYTES: u64 = 64 << 10;
 /// The window aims at this many bandwidth-delay products.
 const GAIN: u64 = 2;
@@ -31,6 +32,8 @@ pub const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 /// The estimator's state, for one connection.
 #[derive(Clone, Debug)]
 pub(super) struct Bdp {
+    /// Message bytes between round trips (see [`PING_AFTER_BYTES`]).
+    ping_after: u64,
     /// The ping in flight: its token, when it left and the Message bytes received by then.
     outstanding: Option<(u64, Instant, u64)>,
     next_token: u64,
@@ -48,8 +51,10 @@ pub(super) struct Bdp {
 }
 
 impl Bdp {
-    pub fn new() -> Bdp {
+    /// An estimator for a connection whose window starts at `initial` bytes.
+    pub fn new(initial: u64) -> Bdp {
         Bdp {
+            ping_after: PING_AFTER_BYTES.min(initial / 4).max(1),
             outstanding: None,
             next_token: 1,
             received: 0,
@@ -64,7 +69,7 @@ impl Bdp {
     /// `n` Message bytes arrived: returns the token of a ping to send, if one is due.
     pub fn on_data(&mut self, n: u64, now: Instant) -> Option<u64> {
         self.received = self.received.saturating_add(n);
-        if self.outstanding.is_some() || self.received - self.round_end < PING_AFTER_BYTES {
+        if self.outstanding.is_some() || self.received - self.round_end < self.ping_after {
             return None;
         }
         let token = self.next_token;
@@ -159,7 +164,7 @@ mod tests {
 
     #[test]
     fn the_window_follows_rate_times_round_trip() {
-        let mut bdp = Bdp::new();
+        let mut bdp = Bdp::new(LIMITS.0);
         let mut now = Instant::ZERO;
         // 100 MB/s over 50 ms: 5 MB per round trip, a window of 10 MB, reached by doubling.
         let rtt = Duration::from_millis(50);
@@ -174,7 +179,7 @@ mod tests {
 
     #[test]
     fn queueing_delay_does_not_grow_the_window() {
-        let mut bdp = Bdp::new();
+        let mut bdp = Bdp::new(LIMITS.0);
         let mut now = Instant::ZERO;
         // Loopback: 2 GB/s and 50 us, a product far below the floor.
         let window = round(
@@ -200,7 +205,7 @@ mod tests {
 
     #[test]
     fn an_old_minimum_is_measured_again_at_the_floor() {
-        let mut bdp = Bdp::new();
+        let mut bdp = Bdp::new(LIMITS.0);
         let mut now = Instant::ZERO;
         // 400 MB/s over 10 ms: a window of 8 MB.
         let mut window = LIMITS.0;
@@ -232,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_stale_or_unknown_pong_changes_nothing() {
-        let mut bdp = Bdp::new();
+        let mut bdp = Bdp::new(LIMITS.0);
         let now = Instant::ZERO;
         assert_eq!(bdp.on_pong(1, now, LIMITS.0, true, LIMITS), None);
         let token = bdp.on_data(PING_AFTER_BYTES, now).unwrap();
@@ -243,7 +248,7 @@ mod tests {
 
     #[test]
     fn small_traffic_pings_rarely() {
-        let mut bdp = Bdp::new();
+        let mut bdp = Bdp::new(LIMITS.0);
         let now = Instant::ZERO;
         let pings = (0..10_000).filter_map(|_| bdp.on_data(64, now)).count();
         assert_eq!(pings, 1);

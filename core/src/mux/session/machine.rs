@@ -92,7 +92,7 @@ impl Session {
                 config.max_connection_window,
                 Instant::ZERO,
             ),
-            bdp: Bdp::new(),
+            bdp: Bdp::new(config.initial_connection_window),
             rtt_sized: false,
             pong_due: None,
             stream_windows: 0,
