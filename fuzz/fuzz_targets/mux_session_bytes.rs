@@ -1,14 +1,19 @@
-//! A session in either role and either mode fed arbitrary bytes in arbitrary chunks: it never
-//! panics, stays within its limits, and once failed refuses everything.
+//! A session in either role and either mode fed arbitrary bytes in arbitrary chunks, with time
+//! passing between them: it never panics, stays within its limits, and once failed refuses
+//! everything.
+//!
+//! The first byte picks the role (bit 0), the mode (bit 1: mux) and the microseconds between
+//! chunks (the rest); the second the chunk size.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use weir::mux::session::{Config, Event, Recv, Role, Session, SessionError};
+use weir::mux::session::{Config, Event, Mode, Recv, Role, Session, SessionError};
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
 const NOW: Instant = Instant::ZERO;
+const MAX_STREAMS: usize = 2;
 
 fuzz_target!(|data: &[u8]| {
     let [mode, chunk, input @ ..] = data else {
@@ -19,12 +24,28 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Role::Server
     };
+    let mux = mode & 2 != 0;
+    let step = u64::from(mode >> 2);
     let config = Config {
         max_packet_len: 256,
         max_unread_per_stream: 512,
         max_metadata_len: 64,
-        ..Config::default()
+        ..if mux {
+            Config {
+                max_concurrent_streams: MAX_STREAMS,
+                initial_stream_window: 128,
+                max_stream_window: 512,
+                max_buffered_per_connection: 1024,
+                initial_connection_window: 512,
+                max_connection_window: 2048,
+                min_connection_window: 256,
+                ..Config::mux()
+            }
+        } else {
+            Config::default()
+        }
     };
+    assert_eq!(config.mode == Mode::Mux, mux);
     let mut session = Session::new(role, config);
     if role == Role::Client {
         let stream = session.open_stream(NOW, "/fuzz", &Metadata::new()).unwrap();
@@ -33,8 +54,9 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
     }
     let mut failed = false;
-    for piece in input.chunks(usize::from(chunk % 16) + 1) {
-        let result = session.handle_input(NOW, piece);
+    for (i, piece) in input.chunks(usize::from(chunk % 16) + 1).enumerate() {
+        let now = Instant::from_micros(i as u64 * step);
+        let result = session.handle_input(now, piece);
         if failed {
             assert_eq!(result, Err(SessionError::ConnectionClosed));
             continue;
@@ -44,8 +66,8 @@ fuzz_target!(|data: &[u8]| {
             match event {
                 // Answer every call, so the output paths run too.
                 Event::Opened { stream, .. } => {
-                    let _ = session.send(NOW, stream, Bytes::from_static(b"reply"));
-                    let _ = session.close_send(NOW, stream);
+                    let _ = session.send(now, stream, Bytes::from_static(b"reply"));
+                    let _ = session.close_send(now, stream);
                 }
                 Event::Readable { stream } => {
                     while let Ok(Recv::Message(_)) = session.read(stream) {}
@@ -55,9 +77,16 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         while session.poll_transmit().is_some() {}
-        assert!(
-            session.active_streams() <= 2,
-            "compat holds one stream and one it replaced"
-        );
+        if mux {
+            // Open streams and ended ones not read to the end, each up to the limit.
+            assert!(session.active_streams() <= 2 * MAX_STREAMS);
+            let window = session.connection_credit().receive_window;
+            assert!(window <= config.max_connection_window);
+        } else {
+            assert!(
+                session.active_streams() <= 2,
+                "compat holds one stream and one it replaced"
+            );
+        }
     }
 });

@@ -45,6 +45,10 @@ enum Op {
         to_server: bool,
         len: u8,
     },
+    /// Let `micros` microseconds (times 16) pass: round trips and window sizes depend on it.
+    Tick {
+        micros: u8,
+    },
 }
 
 struct Side {
@@ -106,6 +110,8 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
             initial_stream_window: 256,
             max_stream_window: 1024,
             initial_connection_window: 512,
+            max_connection_window: 2048,
+            min_connection_window: 256,
             split_size: weir::mux::wire::SplitSize::new(100).unwrap(),
             ..Config::mux()
         }
@@ -115,9 +121,10 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
     let mut client = Side::new(Role::Client, config);
     let mut server = Side::new(Role::Server, config);
     let mut counter = 0u32;
+    let mut now = NOW;
     for op in ops {
         match op {
-            Op::Open => match client.session.open_stream(NOW, "/fuzz", &Metadata::new()) {
+            Op::Open => match client.session.open_stream(now, "/fuzz", &Metadata::new()) {
                 Ok(stream) => client.stream = Some(stream),
                 Err(e) => assert!(matches!(
                     e,
@@ -131,7 +138,7 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
                     let mut message = counter.to_be_bytes().to_vec();
                     message.resize(usize::from(len) + 4, 0xab);
                     let message = Bytes::from(message);
-                    match side.session.send(NOW, stream, message.clone()) {
+                    match side.session.send(now, stream, message.clone()) {
                         Ok(()) => side.sent.entry(stream).or_default().push(message),
                         Err(e) => local(Err(e)),
                     }
@@ -144,12 +151,12 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
                 let side = if s { &mut server } else { &mut client };
                 if let Some(stream) = side.stream {
                     local(match op {
-                        Op::CloseSend { .. } => side.session.close_send(NOW, stream),
-                        Op::Close { .. } => side.session.close(NOW, stream),
-                        Op::Cancel { .. } => side.session.cancel(NOW, stream),
+                        Op::CloseSend { .. } => side.session.close_send(now, stream),
+                        Op::Close { .. } => side.session.close(now, stream),
+                        Op::Cancel { .. } => side.session.cancel(now, stream),
                         Op::SendError { code, .. } => {
                             side.session
-                                .send_error(NOW, stream, u64::from(code), "fuzz")
+                                .send_error(now, stream, u64::from(code), "fuzz")
                         }
                         _ => unreachable!("matched above"),
                     });
@@ -178,8 +185,11 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
                 let n = (usize::from(len) * 16).min(from.in_flight.len());
                 let bytes: Vec<u8> = from.in_flight.drain(..n).collect();
                 to.session
-                    .handle_input(NOW, &bytes)
+                    .handle_input(now, &bytes)
                     .expect("a weir peer sent bad bytes");
+            }
+            Op::Tick { micros } => {
+                now = now + std::time::Duration::from_micros(u64::from(micros) * 16)
             }
         }
         client.collect();

@@ -25,6 +25,8 @@ pub(super) struct RecvWindow {
     /// Credit granted beyond the window for one message larger than it; absorbed, not granted
     /// again, as those bytes are released.
     stretched: u64,
+    /// Bytes the window is to shrink by; absorbed the same way, after `stretched`.
+    shrinking: u64,
 }
 
 impl RecvWindow {
@@ -37,6 +39,7 @@ impl RecvWindow {
             round_started: now,
             round_released: 0,
             stretched: 0,
+            shrinking: 0,
         }
     }
 
@@ -67,8 +70,10 @@ impl RecvWindow {
     ) -> (Option<u64>, u64) {
         let absorbed = n.min(self.stretched);
         self.stretched -= absorbed;
-        self.target -= absorbed;
-        let n = n - absorbed;
+        let shrunk = (n - absorbed).min(self.shrinking);
+        self.shrinking -= shrunk;
+        self.target -= absorbed + shrunk;
+        let n = n - absorbed - shrunk;
         self.unreturned += n;
         self.round_released += n;
         let mut grant = 0;
@@ -98,6 +103,28 @@ impl RecvWindow {
         self.target += n;
         self.available += n;
         n
+    }
+
+    /// Aim the window at `size` bytes: returns the credit to grant. A larger window is granted
+    /// at once; a smaller one takes effect as bytes are released and not granted back.
+    pub fn retarget(&mut self, size: u64) -> u64 {
+        let aimed = self.aimed();
+        if size < aimed {
+            self.shrinking += aimed - size;
+            return 0;
+        }
+        let more = size - aimed;
+        let cancelled = more.min(self.shrinking);
+        self.shrinking -= cancelled;
+        let grant = more - cancelled;
+        self.target += grant;
+        self.available += grant;
+        grant
+    }
+
+    /// The size the window is heading for: its size once stretches and shrinks are absorbed.
+    pub fn aimed(&self) -> u64 {
+        self.target - self.stretched - self.shrinking
     }
 
     /// Credit granted beyond the window and not yet absorbed.
@@ -179,6 +206,26 @@ mod tests {
         assert_eq!((w.target(), w.stretched(), w.unreturned()), (100, 0, 10));
         assert_eq!(w.release(90, now, TUNE, 0), (Some(100), 0));
         assert_eq!(w.available(), 100);
+    }
+
+    #[test]
+    fn a_window_shrinks_as_its_bytes_come_back_and_grows_at_once() {
+        let now = Instant::ZERO;
+        let mut w = RecvWindow::new(100, 400, now);
+        assert!(w.consume(100));
+        assert_eq!(w.retarget(40), 0);
+        assert_eq!((w.target(), w.aimed()), (100, 40));
+        // The first 60 bytes back are kept; the rest is granted as usual.
+        assert_eq!(w.release(50, now, Duration::ZERO, 0), (None, 0));
+        assert_eq!(w.release(30, now, Duration::ZERO, 0), (Some(20), 0));
+        assert_eq!((w.target(), w.aimed(), w.available()), (40, 40, 20));
+        // Growing past a shrink in progress cancels it first.
+        // 40 bytes are held: 20 of the first 100, and these 20.
+        assert!(w.consume(20));
+        assert_eq!(w.retarget(10), 0);
+        assert_eq!(w.retarget(50), 10);
+        assert_eq!((w.target(), w.aimed(), w.available()), (50, 50, 10));
+        assert_eq!(w.available() + 40 + w.unreturned(), w.target());
     }
 
     #[test]

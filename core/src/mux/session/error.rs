@@ -52,6 +52,10 @@ pub enum SessionError {
     /// Peer violation: a WindowUpdate whose data is not one varint.
     #[error("protocol error: malformed window update on stream {0}")]
     BadWindowUpdate(u64),
+    /// Peer violation: a Ping or Pong not on stream 0 (the stream given), or whose data is not
+    /// one varint.
+    #[error("protocol error: malformed ping or pong on stream {0}")]
+    BadPing(u64),
 
     /// Limit: a stream holds more unread data than `max_unread_per_stream`.
     #[error("stream {stream} has more than {max} unread bytes")]

@@ -3,8 +3,11 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 
+use core::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 
+use super::bdp::Bdp;
 use super::credit::RecvWindow;
 use super::stream::{End, Stream};
 use super::{Config, Credit, Event, Metrics, Mode, Recv, Role, SessionError};
@@ -38,6 +41,12 @@ pub struct Session {
     pub(super) send_credit: u64,
     /// (Mux) What the peer may send on the whole connection.
     window: RecvWindow,
+    /// (Mux) Round trips and delivery rates, to size `window`.
+    bdp: Bdp,
+    /// (Mux) A pong has come back: `window` follows `bdp`, not `autotune_interval`.
+    rtt_sized: bool,
+    /// (Mux) The token of the latest ping from the peer, to answer in the next transmit.
+    pub(super) pong_due: Option<u64>,
     /// (Mux) The sum of the live streams' receive windows.
     stream_windows: u64,
     /// (Mux) The one stream allowed credit beyond its window, to finish a message larger than
@@ -83,6 +92,9 @@ impl Session {
                 config.max_connection_window,
                 Instant::ZERO,
             ),
+            bdp: Bdp::new(config.initial_connection_window),
+            rtt_sized: false,
+            pong_due: None,
             stream_windows: 0,
             stretching: None,
             now: Instant::ZERO,
@@ -117,6 +129,13 @@ impl Session {
             .values()
             .map(|s| s.unread as u64 + s.in_partial)
             .sum()
+    }
+
+    /// (Mux) The lowest round trip measured with pings (they go out while Message data
+    /// arrives), if any. The connection's receive window is twice this times the delivery
+    /// rate, between `min_connection_window` and `max_connection_window`.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.bdp.min_rtt()
     }
 
     /// (Mux) The connection's credit as this side sees it.
@@ -214,6 +233,9 @@ impl Session {
         let stream = frame.id.stream;
         if frame.control && frame.kind == Kind::WINDOW_UPDATE {
             return self.handle_window_update(stream, &frame.data);
+        }
+        if frame.control && matches!(frame.kind, Kind::PING | Kind::PONG) {
+            return self.handle_ping(frame.kind, stream, &frame.data);
         }
         let len = frame.data.len() as u64;
         let is_message = frame.kind == Kind::MESSAGE;
@@ -335,6 +357,31 @@ impl Session {
         } else if let Some(state) = self.streams.get_mut(&stream) {
             state.send_credit = state.send_credit.saturating_add(credit);
             self.schedule(stream);
+        }
+        Ok(())
+    }
+
+    /// A Ping (answered in the next transmit; only the latest if several arrive before it) or
+    /// a Pong (a round trip for the window's size).
+    fn handle_ping(&mut self, kind: Kind, stream: u64, data: &[u8]) -> Result<(), SessionError> {
+        let token = match read_varint(data) {
+            Ok(Some((token, used))) if used == data.len() && stream == 0 => token,
+            _ => return Err(SessionError::BadPing(stream)),
+        };
+        if kind == Kind::PING {
+            self.pong_due = Some(token);
+            return Ok(());
+        }
+        let floor = self.config.min_connection_window;
+        let drained = self.window.target() <= floor;
+        let limits = (floor, self.config.max_connection_window);
+        let aimed = self.window.aimed();
+        if let Some(size) = self.bdp.on_pong(token, self.now, aimed, drained, limits) {
+            self.rtt_sized = true;
+            let credit = self.window.retarget(size);
+            if credit > 0 {
+                self.send_window_update(0, credit);
+            }
         }
         Ok(())
     }
@@ -812,27 +859,43 @@ impl Session {
         self.stretch_if_stuck(stream);
     }
 
+    /// `len` Message bytes arrived: the connection's credit goes back at once, and a ping may
+    /// go out to time the round trip.
     fn release_connection(&mut self, len: u64) {
-        let (grant, _) =
-            self.window
-                .release(len, self.now, self.config.autotune_interval, u64::MAX);
+        // Until a pong comes back (a peer that predates pings never sends one), the window
+        // grows by the time it takes to fill.
+        let autotune = if self.rtt_sized {
+            Duration::ZERO
+        } else {
+            self.config.autotune_interval
+        };
+        let (grant, _) = self.window.release(len, self.now, autotune, u64::MAX);
         if let Some(credit) = grant {
             self.send_window_update(0, credit);
+        }
+        if let Some(token) = self.bdp.on_data(len, self.now) {
+            self.send_control(Kind::PING, 0, token);
+            self.metrics.pings_sent += 1;
         }
     }
 
     fn send_window_update(&mut self, stream: u64, credit: u64) {
+        self.send_control(Kind::WINDOW_UPDATE, stream, credit);
+        self.metrics.window_updates_sent += 1;
+    }
+
+    /// A control packet whose data is one varint, ahead of scheduled frames. These sit outside
+    /// the packet sequence (message id 0), so they never cut into a packet in progress and
+    /// never wait behind one.
+    pub(super) fn send_control(&mut self, kind: Kind, stream: u64, value: u64) {
         let mut data = BytesMut::with_capacity(10);
-        crate::mux::wire::put_varint(&mut data, credit);
-        // Window updates sit outside the packet sequence (message id 0), so they never cut into
-        // a packet in progress and never wait behind one.
+        crate::mux::wire::put_varint(&mut data, value);
         self.encode_now(&Packet {
-            kind: Kind::WINDOW_UPDATE,
+            kind,
             control: true,
             id: Id::new(stream, 0),
             data: data.freeze(),
         });
-        self.metrics.window_updates_sent += 1;
     }
 
     pub(super) fn finish_if_done(&mut self, stream: u64) {

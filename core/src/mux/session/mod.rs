@@ -26,6 +26,7 @@
 //! assert_eq!(client.read(stream).unwrap(), Recv::Eof);
 //! ```
 
+mod bdp;
 mod config;
 mod credit;
 mod error;
@@ -34,6 +35,7 @@ mod machine;
 mod send;
 mod stream;
 
+pub use bdp::MIN_RTT_LIFETIME;
 pub use config::{Config, Mode, Role};
 pub use error::SessionError;
 pub use event::Event;
@@ -79,6 +81,8 @@ pub struct Metrics {
     pub streams_refused: u64,
     /// (Mux) WindowUpdate frames sent.
     pub window_updates_sent: u64,
+    /// (Mux) Pings sent, to time round trips.
+    pub pings_sent: u64,
 }
 
 #[cfg(test)]

@@ -309,3 +309,172 @@ fn input_from_the_callers_buffer_leaves_only_an_unfinished_frame() {
         assert_eq!(server.read(stream).unwrap(), Recv::Eof);
     }
 }
+
+/// Control frames of `kind` on stream 0 in `wire`, with their varint values.
+fn control_values(wire: &[u8], kind: Kind) -> Vec<u64> {
+    let mut rest = wire;
+    let mut out = Vec::new();
+    while let Some((f, used)) = parse_frame(rest).unwrap() {
+        if f.kind == kind {
+            assert!(f.control && f.id.stream == 0 && f.id.message == 0);
+            out.push(crate::mux::wire::read_varint(f.data).unwrap().unwrap().0);
+        }
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn control(kind: Kind, stream: u64, value: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    put_varint(&mut data, value);
+    frame(kind, true, stream, 0, &data)
+}
+
+#[test]
+fn the_connection_window_is_sized_from_a_timed_round_trip() {
+    let config = Config {
+        initial_stream_window: 4 << 20,
+        max_stream_window: 4 << 20,
+        ..config()
+    };
+    let window = config.initial_connection_window;
+    let mut server = Session::new(Role::Server, config);
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    // Small data: no ping yet.
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, &[1; 1000]))
+        .unwrap();
+    assert_eq!(control_values(&drain(&mut server), Kind::PING), []);
+    // 64 KiB in all: a ping goes out, and only one while it is unanswered.
+    for message in 3..6 {
+        server
+            .handle_input(
+                NOW,
+                &frame(Kind::MESSAGE, false, 1, message, &[1; 32 << 10]),
+            )
+            .unwrap();
+    }
+    let pings = control_values(&drain(&mut server), Kind::PING);
+    assert_eq!(pings.len(), 1);
+    assert_eq!(server.metrics().pings_sent, 1);
+    // The whole window arrives within the 10 ms the pong takes: 100 MB/s over 10 ms, a
+    // product of 1 MB and a window of twice that, reached by doubling.
+    let later = NOW + core::time::Duration::from_millis(10);
+    let mut rest = window - 1000 - (96 << 10);
+    let mut message = 6;
+    while rest > 0 {
+        let n = rest.min(1 << 10);
+        let data = vec![1; n as usize];
+        server
+            .handle_input(later, &frame(Kind::MESSAGE, false, 1, message, &data))
+            .unwrap();
+        rest -= n;
+        message += 1;
+    }
+    let pong = control(Kind::PONG, 0, pings[0]);
+    server.handle_input(later, &pong).unwrap();
+    assert_eq!(
+        server.min_rtt(),
+        Some(core::time::Duration::from_millis(10))
+    );
+    assert_eq!(server.connection_credit().receive_window, 2 * window);
+    let granted: u64 = control_values(&drain(&mut server), Kind::WINDOW_UPDATE)
+        .iter()
+        .sum();
+    assert!(granted >= window, "granted {granted}");
+    // A stale pong changes nothing.
+    server.handle_input(later, &pong).unwrap();
+    assert_eq!(server.connection_credit().receive_window, 2 * window);
+}
+
+#[test]
+fn a_ping_is_answered_once_with_its_latest_token() {
+    let mut client = Session::new(Role::Client, config());
+    let mut wire = control(Kind::PING, 0, 7);
+    wire.extend(control(Kind::PING, 0, 8));
+    wire.extend(control(Kind::PING, 0, 9));
+    client.handle_input(NOW, &wire).unwrap();
+    let out = drain(&mut client);
+    assert_eq!(control_values(&out, Kind::PONG), [9]);
+    assert_eq!(frames(&out).len(), 1);
+    assert_eq!(client.poll_transmit(), None);
+}
+
+#[test]
+fn a_malformed_ping_or_pong_fails_the_connection() {
+    for bad in [
+        control(Kind::PING, 1, 7),
+        control(Kind::PONG, 3, 7),
+        frame(Kind::PING, true, 0, 0, &[]),
+        frame(Kind::PONG, true, 0, 0, &[1, 2]),
+    ] {
+        let mut client = Session::new(Role::Client, config());
+        let stream = crate::mux::wire::parse_frame(&bad)
+            .unwrap()
+            .unwrap()
+            .0
+            .id
+            .stream;
+        assert_eq!(
+            client.handle_input(NOW, &bad),
+            Err(SessionError::BadPing(stream))
+        );
+    }
+}
+
+#[test]
+fn compat_mode_never_pings() {
+    let mut server = Session::new(Role::Server, Config::default());
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, &[1; 1 << 20]))
+        .unwrap();
+    assert_eq!(control_values(&drain(&mut server), Kind::PING), []);
+    assert_eq!(server.metrics().pings_sent, 0);
+}
+
+#[test]
+fn a_short_round_trip_shrinks_the_connection_window_to_its_floor() {
+    let config = Config {
+        initial_stream_window: 4 << 20,
+        max_stream_window: 4 << 20,
+        ..config()
+    };
+    let mut server = Session::new(Role::Server, config);
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+        .unwrap();
+    let data = vec![1; 64 << 10];
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, &data))
+        .unwrap();
+    let ping = control_values(&drain(&mut server), Kind::PING)[0];
+    // 64 KiB in 10 us: a product of 64 KiB, under the floor.
+    let later = NOW + core::time::Duration::from_micros(10);
+    server
+        .handle_input(later, &control(Kind::PONG, 0, ping))
+        .unwrap();
+    assert_eq!(server.connection_credit().receive_window, 1 << 20);
+    // The credit for what arrives next is kept until the window is down to its floor; the
+    // peer never had more than it was granted.
+    let mut granted = 0;
+    for message in 3..20 {
+        server
+            .handle_input(later, &frame(Kind::MESSAGE, false, 1, message, &data))
+            .unwrap();
+        granted += control_values(&drain(&mut server), Kind::WINDOW_UPDATE)
+            .iter()
+            .sum::<u64>();
+    }
+    let credit = server.connection_credit();
+    assert_eq!(credit.receive_window, config.min_connection_window);
+    assert_eq!(
+        credit.receive_available + credit.receive_unreturned,
+        credit.receive_window
+    );
+    assert!(granted > 0);
+}

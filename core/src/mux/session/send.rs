@@ -53,6 +53,9 @@ impl Session {
     /// Frame up to `max_transmit` bytes into the output, one frame per ready stream per turn.
     /// With `chunks`, large frame data goes there, uncopied, and the output before it with it.
     fn fill_transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) {
+        if let Some(token) = self.pong_due.take() {
+            self.send_control(Kind::PONG, 0, token);
+        }
         let mut appended = 0;
         while self.output.len() + appended < self.config.max_transmit {
             let Some(stream) = self.ready.pop_front() else {

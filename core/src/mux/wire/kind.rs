@@ -29,8 +29,15 @@ impl Kind {
     /// Receive credit (sent with the control bit set); data is a varint byte count, stream 0 means
     /// the whole connection. An extension of the cockroachdb fork of DRPC.
     pub const WINDOW_UPDATE: Kind = Kind(8);
+    /// (weir, mux mode only) Asks the peer for a [`Kind::PONG`] with the same data, to time a
+    /// round trip; sent with the control bit set on stream 0, data is a varint token. A peer
+    /// that does not know it ignores it, as any control packet of an unknown kind.
+    pub const PING: Kind = Kind(9);
+    /// (weir, mux mode only) The answer to a [`Kind::PING`], carrying its token.
+    pub const PONG: Kind = Kind(10);
 
-    /// The name of a known kind, or `None`.
+    /// The name of a known kind, or `None`. weir's own kinds ([`Kind::PING`], [`Kind::PONG`])
+    /// have none, so that errors read as Go's do (`Kind(9)`).
     pub const fn name(self) -> Option<&'static str> {
         Some(match self {
             Kind::INVOKE => "Invoke",
