@@ -87,6 +87,27 @@ pub fn bin_dir() -> Result<PathBuf, HarnessError> {
     }
 }
 
+/// Ends a child process: send each signal in turn, waiting up to its number of seconds for the
+/// child to exit, then reap it.
+pub fn stop_child(child: &mut Child, signals: &[(libc::c_int, u64)]) {
+    let pid = child.id() as libc::pid_t;
+    for &(signal, wait) in signals {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + Duration::from_secs(wait);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.wait();
+}
+
 /// Whether [`bin_dir`] finds PostgreSQL, for tests that skip themselves without it.
 pub fn available() -> bool {
     bin_dir().is_ok()
@@ -297,23 +318,8 @@ impl Cluster {
         let Some(mut child) = self.postmaster.take() else {
             return;
         };
-        let pid = child.id() as libc::pid_t;
         // SIGQUIT is PostgreSQL's immediate shutdown; SIGKILL if it takes too long.
-        for (signal, wait) in [(libc::SIGQUIT, 10), (libc::SIGKILL, 10)] {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
-            unsafe { libc::kill(pid, signal) };
-            let deadline = Instant::now() + Duration::from_secs(wait);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = child.wait();
+        stop_child(&mut child, &[(libc::SIGQUIT, 10), (libc::SIGKILL, 10)]);
     }
 
     /// The last `lines` lines of the server log.

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use weir_tests::postgres::stop_child;
 
 /// A running PgBouncer. Dropping it stops the process and deletes its directory.
 pub struct PgBouncer {
@@ -122,23 +123,8 @@ impl PgBouncer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = child.id() as libc::pid_t;
         // SIGINT is PgBouncer's "safe shutdown"; SIGKILL when it takes too long.
-        for (signal, wait) in [(libc::SIGINT, 5), (libc::SIGKILL, 5)] {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped child.
-            unsafe { libc::kill(pid, signal) };
-            let deadline = Instant::now() + Duration::from_secs(wait);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = child.wait();
+        stop_child(&mut child, &[(libc::SIGINT, 5), (libc::SIGKILL, 5)]);
     }
 }
 
