@@ -782,3 +782,102 @@ fn a_second_transfer_after_the_first() {
     assert_eq!(h.m.metrics().success, 2);
     h.assert_client_stream_intact();
 }
+
+/// CockroachDB's dialect with a query that carries the token to an already started server.
+fn reuse_config() -> Config {
+    let mut dialect = Dialect::cockroachdb();
+    dialect.started_server_query_template = Some("SELECT resume('{state}', '{token}')".into());
+    Config {
+        reuse_old_server: true,
+        ..Config::with_dialect(dialect)
+    }
+}
+
+#[test]
+fn started_server_gets_the_token_in_its_query_and_the_old_server_is_released() {
+    let mut h = Harness::with_config(reuse_config());
+    h.request(KEY);
+    h.server(&state_response(KEY));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Output::DialNewServer { .. })));
+
+    h.started(11);
+    // No startup packet: the deserialize query is the first thing the server gets.
+    let resume = build_query("SELECT resume('c3RhdGU=', 'dG9rZW4=')").unwrap();
+    assert_eq!(h.new_server, resume.to_vec());
+    h.new_server_bytes(&deserialize_response(b"t"));
+
+    assert_eq!(h.last_result(), Some(TransferResult::Success));
+    let released = h.events.iter().find_map(|e| match e {
+        Output::ReleaseOldServer { key } => Some(key.clone()),
+        _ => None,
+    });
+    assert_eq!(released.flatten().map(|k| k.process_id), Some(7));
+    assert!(!h.events.contains(&Output::CloseOldServer));
+    // No Terminate: the state query is the last thing the old server got.
+    assert!(h.servers[0].ends_with(&state_query()));
+    assert_eq!(h.m.cancel_keys().server.map(|k| k.process_id), Some(11));
+
+    h.client(&query("SELECT 2"));
+    assert!(h.servers[1].ends_with(&query("SELECT 2")));
+    h.assert_client_stream_intact();
+}
+
+#[test]
+fn started_server_is_refused_without_a_query_for_it() {
+    let mut h = Harness::new();
+    h.request(KEY);
+    h.server(&state_response(KEY));
+    let key = weir::transfer::message::BackendKey {
+        process_id: 11,
+        secret: vec![1, 2, 3, 4],
+    };
+    assert_eq!(
+        h.m.handle_new_server_started(h.now, Some(key)),
+        Err(Error::NoStartedServerQuery)
+    );
+    // Unchanged: a dialled server still completes the transfer.
+    assert!(h.new_server.is_empty());
+    h.connected();
+    h.new_server_bytes(&greeting(9));
+    h.new_server_bytes(&deserialize_response(b"t"));
+    assert_eq!(h.last_result(), Some(TransferResult::Success));
+}
+
+#[test]
+fn started_server_after_a_dial_is_refused() {
+    let mut h = Harness::with_config(reuse_config());
+    h.request(KEY);
+    h.server(&state_response(KEY));
+    h.connected();
+    assert_eq!(
+        h.m.handle_new_server_started(h.now, None),
+        Err(Error::NewServerAlreadyConnected)
+    );
+}
+
+#[test]
+fn old_server_that_spoke_after_the_state_query_is_closed_not_released() {
+    let mut h = Harness::with_config(reuse_config());
+    h.request(KEY);
+    h.server(&state_response(KEY));
+    h.server(&notice("late"));
+    h.started(11);
+    h.new_server_bytes(&deserialize_response(b"t"));
+    assert_eq!(h.last_result(), Some(TransferResult::Success));
+    assert!(h.events.contains(&Output::CloseOldServer));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Output::ReleaseOldServer { .. })));
+    assert!(h.servers[0].ends_with(b"X\0\0\0\x04"));
+}
+
+#[test]
+fn reuse_is_off_by_default() {
+    let mut h = Harness::new();
+    h.transfer_successfully(KEY);
+    assert!(h.events.contains(&Output::CloseOldServer));
+}

@@ -1,5 +1,6 @@
 //! The migration machine under arbitrary client, server and new-server bytes interleaved with
-//! transfer requests, dial results and timeouts: no panic, bounded memory, the client stream
+//! transfer requests, dial results (dialled or already started servers) and timeouts, with and
+//! without reuse of old servers: no panic, a server released only when reuse is on, bounded memory, the client stream
 //! relayed to servers is always a prefix of what the client sent, and the transfer counters add
 //! up.
 #![no_main]
@@ -9,7 +10,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use weir::time::Instant;
 use weir::transfer::message::build_startup_message;
-use weir::transfer::{Config, Machine, Output, Source, STATE_COLUMNS};
+use weir::transfer::message::BackendKey;
+use weir::transfer::{Config, Dialect, Machine, Output, Source, STATE_COLUMNS};
 
 /// A server message built from parts, so that the fuzzer reaches deep states quickly.
 #[derive(Debug, Arbitrary)]
@@ -37,6 +39,7 @@ enum Op {
     NewServer(Msg),
     Request(bool),
     Connected,
+    Started(Option<u32>),
     Failed,
     Advance(u16),
     Split(Vec<u8>, u8),
@@ -114,12 +117,25 @@ fn render(m: &Msg, key: &str) -> Vec<u8> {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+#[derive(Debug, Arbitrary)]
+struct Input {
+    /// Reuse old servers, and have a query for already started ones.
+    reuse: bool,
+    ops: Vec<Op>,
+}
+
+fuzz_target!(|input: Input| {
+    let Input { reuse, ops } = input;
+    let mut dialect = Dialect::cockroachdb();
+    if reuse {
+        dialect.started_server_query_template = Some("SELECT r('{state}', '{token}')".into());
+    }
     let config = Config {
         max_held_client_bytes: 4096,
         max_held_server_bytes: 1024,
         max_transfer_response_len: 8192,
-        ..Config::default()
+        reuse_old_server: reuse,
+        ..Config::with_dialect(dialect)
     };
     let bound = config.max_held_client_bytes
         + config.max_held_server_bytes
@@ -170,6 +186,13 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Connected => {
                 let _ = m.handle_new_server_connected(now);
             }
+            Op::Started(pid) => {
+                let key = pid.map(|process_id| BackendKey {
+                    process_id,
+                    secret: vec![0, 0, 0, 1],
+                });
+                let _ = m.handle_new_server_started(now, key);
+            }
             Op::Failed => {
                 let _ = m.handle_new_server_failed(now, "fuzz");
             }
@@ -179,10 +202,12 @@ fuzz_target!(|ops: Vec<Op>| {
             }
         }
         while let Some(out) = m.poll_output() {
-            if let Output::Transmit(t) = out {
-                if t.source == Source::Client {
-                    relayed.extend_from_slice(&t.data);
+            match out {
+                Output::Transmit(t) if t.source == Source::Client => {
+                    relayed.extend_from_slice(&t.data)
                 }
+                Output::ReleaseOldServer { .. } => assert!(reuse),
+                _ => {}
             }
         }
         assert!(relayed.len() <= sent.len());

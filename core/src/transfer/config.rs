@@ -28,6 +28,12 @@ pub struct Config {
     pub max_small_message_len: u32,
     /// Framing limits for every stream.
     pub framer: FramerLimits,
+    /// Hand the old server back instead of closing it: a successful transfer whose old server
+    /// sent nothing after answering the state query (so it is idle, at a message boundary)
+    /// ends with [`super::Output::ReleaseOldServer`] instead of a Terminate and
+    /// [`super::Output::CloseOldServer`], and the adapter may reset that connection and move a
+    /// later session onto it. Default `false`.
+    pub reuse_old_server: bool,
 }
 
 impl Default for Config {
@@ -40,6 +46,7 @@ impl Default for Config {
             max_transfer_response_len: 16 << 20,
             max_small_message_len: 4 << 10,
             framer: FramerLimits::default(),
+            reuse_old_server: false,
         }
     }
 }

@@ -10,6 +10,11 @@
 //! assert_eq!(crdb.state_query("k1"), "SHOW TRANSFER STATE WITH 'k1'");
 //! let pg = Dialect::postgres();
 //! assert_eq!(pg.token_param, "weir.session_revival_token");
+//! assert_eq!(
+//!     pg.started_server_query("c3RhdGU=", "dG9rZW4=").unwrap(),
+//!     "SELECT weir.deserialize_session(decode('c3RhdGU=', 'base64'), 'dG9rZW4=')"
+//! );
+//! assert_eq!(crdb.started_server_query("c3RhdGU=", "dG9rZW4="), None);
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("deserialize_session(state bytea)"));
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("weir.carried_settings"));
 //! ```
@@ -50,8 +55,11 @@ pub const STATE_COLUMNS: [&str; 4] = [
 
 /// The placeholder for the transfer key in [`Dialect::state_query_template`].
 pub const KEY_PLACEHOLDER: &str = "{key}";
-/// The placeholder for the base64 state in [`Dialect::deserialize_query_template`].
+/// The placeholder for the base64 state in [`Dialect::deserialize_query_template`] and
+/// [`Dialect::started_server_query_template`].
 pub const STATE_PLACEHOLDER: &str = "{state}";
+/// The placeholder for the revival token in [`Dialect::started_server_query_template`].
+pub const TOKEN_PLACEHOLDER: &str = "{token}";
 
 /// The queries, tags and names one kind of server uses for a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +77,13 @@ pub struct Dialect {
     pub deserialize_column: String,
     /// The CommandComplete tag that ends the deserialize query's response.
     pub deserialize_tag: String,
+    /// The deserialize query for a server connection that is already started (a connection
+    /// reused after a reset, see `Machine::handle_new_server_started`), with
+    /// [`STATE_PLACEHOLDER`] and [`TOKEN_PLACEHOLDER`]: such a connection never sent a startup
+    /// packet for this session, so the token travels in the query. It must answer like
+    /// [`Dialect::deserialize_query_template`]. `None` where the server takes the token only
+    /// at startup (CockroachDB).
+    pub started_server_query_template: Option<String>,
 }
 
 impl Dialect {
@@ -82,11 +97,13 @@ impl Dialect {
                 "SELECT crdb_internal.deserialize_session(decode('{state}', 'base64'))".into(),
             deserialize_column: "crdb_internal.deserialize_session".into(),
             deserialize_tag: "SELECT 1".into(),
+            started_server_query_template: None,
         }
     }
 
     /// Stock PostgreSQL with [`POSTGRES_EMULATION_SQL`] installed: the revival token travels as
-    /// the custom startup setting `weir.session_revival_token`, and the new server must let the
+    /// the custom startup setting `weir.session_revival_token` (or, to an already started
+    /// server, as the deserialize query's second argument), and the new server must let the
     /// user in without a password (the token does not authenticate).
     pub fn postgres() -> Dialect {
         Dialect {
@@ -97,6 +114,9 @@ impl Dialect {
                 "SELECT weir.deserialize_session(decode('{state}', 'base64'))".into(),
             deserialize_column: "deserialize_session".into(),
             deserialize_tag: "SELECT 1".into(),
+            started_server_query_template: Some(
+                "SELECT weir.deserialize_session(decode('{state}', 'base64'), '{token}')".into(),
+            ),
         }
     }
 
@@ -109,6 +129,17 @@ impl Dialect {
     pub fn deserialize_query(&self, state: &str) -> String {
         self.deserialize_query_template
             .replace(STATE_PLACEHOLDER, state)
+    }
+
+    /// The deserialize query for an already started server, or `None` when the dialect has
+    /// none.
+    pub fn started_server_query(&self, state: &str, token: &str) -> Option<String> {
+        let template = self.started_server_query_template.as_ref()?;
+        Some(
+            template
+                .replace(STATE_PLACEHOLDER, state)
+                .replace(TOKEN_PLACEHOLDER, token),
+        )
     }
 }
 

@@ -43,6 +43,10 @@ pub enum Error {
     /// New-server bytes arrived before the new server was reported connected.
     #[error("the new server has not been reported connected")]
     NewServerNotConnected,
+    /// An already started server was offered, but the dialect has no query that carries the
+    /// token to one (`Dialect::started_server_query_template` is `None`).
+    #[error("the dialect cannot carry a revival token to an already started server")]
+    NoStartedServerQuery,
 }
 
 /// A violation of the pgwire framing rules.

@@ -70,8 +70,9 @@ pub(super) struct Transfer {
     held_server: VecDeque<Bytes>,
     held_server_len: usize,
     pub(super) dial_params: Vec<(String, String)>,
-    /// The base64 session state, once the old server gave it.
+    /// The base64 session state and revival token, once the old server gave them.
     state: String,
+    token: String,
     pub(super) new_server: Option<NewServer>,
 }
 
@@ -90,6 +91,7 @@ impl Transfer {
             held_server_len: 0,
             dial_params: Vec::new(),
             state: String::new(),
+            token: String::new(),
             new_server: None,
         }
     }
@@ -121,6 +123,10 @@ impl Transfer {
 
     pub(super) fn state(&self) -> &str {
         &self.state
+    }
+
+    pub(super) fn token(&self) -> &str {
+        &self.token
     }
 
     pub(super) fn held_server_len(&self) -> usize {
@@ -327,9 +333,10 @@ impl Machine {
             (status, _) => return self.fail_recoverable(now, Failure::NotIdle(status.byte())),
         };
         let mut params = self.startup_params.clone();
-        params.push((self.config.dialect.token_param.clone(), token));
+        params.push((self.config.dialect.token_param.clone(), token.clone()));
         t.dial_params = params.clone();
         t.state = state;
+        t.token = token;
         t.step = Step::Dial;
         t.new_server = Some(NewServer {
             framer: Some(Framer::new(Side::Backend, self.config.framer)),

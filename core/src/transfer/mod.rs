@@ -92,6 +92,7 @@ mod safepoint;
 pub use config::Config;
 pub use dialect::{
     Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER,
+    TOKEN_PLACEHOLDER,
 };
 pub use error::{CloseReason, Error, Failure, FrameError, ParseError};
 pub use machine::{Machine, MAX_TRANSFER_KEY_LEN};

@@ -46,6 +46,44 @@ impl Machine {
         Ok(())
     }
 
+    /// Instead of dialling, the adapter offers a connection that is already started, idle and
+    /// reset (a server another session left, see [`Output::ReleaseOldServer`]), for the same
+    /// user, database and startup parameters as this session, with `key` the BackendKeyData it
+    /// sent when it started. The machine skips the startup and writes
+    /// [`super::Dialect::started_server_query`], which carries the token. The connection must
+    /// be at a message boundary: every byte the server sent so far was read and discarded.
+    pub fn handle_new_server_started(
+        &mut self,
+        now: Instant,
+        key: Option<BackendKey>,
+    ) -> Result<(), Error> {
+        if self.new_server_step()? != Step::Dial {
+            return Err(Error::NewServerAlreadyConnected);
+        }
+        let Some(t) = self.transfer.as_mut() else {
+            return Err(Error::NoNewServer);
+        };
+        let Some(sql) = self
+            .config
+            .dialect
+            .started_server_query(t.state(), t.token())
+        else {
+            return Err(Error::NoStartedServerQuery);
+        };
+        if let Some(n) = t.new_server.as_mut() {
+            n.key = key;
+        }
+        match build_query(&sql) {
+            Ok(query) => {
+                t.step = Step::Deserialize(Expect::RowDescription);
+                self.transmit(Peer::NewServer, Source::Machine, query);
+            }
+            Err(e) => self.fail_recoverable(now, Failure::Parse(e)),
+        }
+        self.drain(now);
+        Ok(())
+    }
+
     /// The new server could not be reached, or its connection broke: the session stays on the
     /// old server.
     pub fn handle_new_server_failed(&mut self, now: Instant, reason: &str) -> Result<(), Error> {
@@ -203,8 +241,17 @@ impl Machine {
         let Some(mut t) = self.transfer.take() else {
             return;
         };
-        self.transmit(Peer::Server, Source::Machine, build_terminate());
-        self.outputs.push_back(Output::CloseOldServer);
+        let old_key = self.server_key.clone();
+        // Reusable only if the old server is exactly where the state query's ReadyForQuery
+        // left it: nothing held, no partial message.
+        let idle = t.held_server_len() == 0 && self.server.at_boundary();
+        if self.config.reuse_old_server && idle {
+            self.outputs
+                .push_back(Output::ReleaseOldServer { key: old_key });
+        } else {
+            self.transmit(Peer::Server, Source::Machine, build_terminate());
+            self.outputs.push_back(Output::CloseOldServer);
+        }
         self.server = framer;
         if let Some(key) = t.new_server.take().and_then(|n| n.key) {
             self.server_key = Some(key);

@@ -85,6 +85,17 @@ pub enum Output {
     /// Close the connection to the server the session just left. From the next output on,
     /// [`Peer::Server`] means the former new server.
     CloseOldServer,
+    /// Only with `Config::reuse_old_server`: the session left the old server, which is idle and
+    /// at a message boundary (it answered the state query with ReadyForQuery `I` and sent
+    /// nothing since). No Terminate was written: the adapter may reset the connection (for
+    /// PostgreSQL, `DISCARD ALL`) and offer it to a later transfer through
+    /// `Machine::handle_new_server_started`, or close it. From the next output on,
+    /// [`Peer::Server`] means the former new server, as after [`Output::CloseOldServer`].
+    ReleaseOldServer {
+        /// The BackendKeyData of the released server, for routing CancelRequests to whichever
+        /// session uses it next.
+        key: Option<BackendKey>,
+    },
     /// Close the connection to the new server: the transfer failed.
     CloseNewServer,
     /// Close the client connection (and with it every server connection): the session is over.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use weir::time::Instant;
-use weir::transfer::message::build_startup_message;
+use weir::transfer::message::{build_startup_message, BackendKey};
 use weir::transfer::{
     Config, Failure, Machine, Output, Peer, Source, TransferOutcome, TransferResult, Transmit,
 };
@@ -200,6 +200,18 @@ impl Harness {
         self.drain();
     }
 
+    /// Offer an already started server with this BackendKeyData process id.
+    pub fn started(&mut self, pid: u32) {
+        let key = BackendKey {
+            process_id: pid,
+            secret: vec![0, 0, 0, 1],
+        };
+        self.m
+            .handle_new_server_started(self.now, Some(key))
+            .unwrap();
+        self.drain();
+    }
+
     pub fn request(&mut self, key: &str) {
         self.m.request_transfer(self.now, key).unwrap();
         self.drain();
@@ -224,7 +236,7 @@ impl Harness {
                         Peer::NewServer => self.new_server.extend_from_slice(&data),
                     }
                 }
-                Output::CloseOldServer => {
+                Output::CloseOldServer | Output::ReleaseOldServer { .. } => {
                     self.servers.push(std::mem::take(&mut self.new_server));
                     self.events.push(out);
                 }
