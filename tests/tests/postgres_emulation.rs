@@ -233,6 +233,29 @@ async fn wrong_token_or_user_changes_nothing() {
     let ok: bool = client.query_one(sql.as_str(), &[]).await.unwrap().get(0);
     assert!(!ok);
     check(client).await;
+
+    // An already started connection gets the token as an argument: a wrong one changes
+    // nothing, the right one moves the session.
+    let client = b.connect().await.unwrap();
+    let started = |token: &str| {
+        Dialect::postgres()
+            .started_server_query(&state, token)
+            .unwrap()
+    };
+    let wrong = started("bm90IHRoZSB0b2tlbg==");
+    let ok: bool = client.query_one(wrong.as_str(), &[]).await.unwrap().get(0);
+    assert!(!ok);
+    check(client).await;
+    let client = b.connect().await.unwrap();
+    let ok: bool = client
+        .query_one(started(&token).as_str(), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ok);
+    assert_eq!(show(&client, "application_name").await, "moved");
+    let n = simple_column(&client, "SELECT count(*) FROM pg_prepared_statements").await;
+    assert_eq!(n, [Some("1".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,11 +349,12 @@ fn psql_helpers_and_stop() {
     assert!(error.to_string().contains("nonsense"), "{error}");
     let installed = cluster
         .psql(
-            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'weir'::regnamespace \
-             AND proname IN ('show_transfer_state', 'deserialize_session');",
+            "SELECT count(to_regprocedure(f)) FROM unnest(ARRAY[\
+             'weir.show_transfer_state(text)', 'weir.deserialize_session(bytea)', \
+             'weir.deserialize_session(bytea, text)']) AS f;",
         )
         .unwrap();
-    assert_eq!(installed.trim(), "2");
+    assert_eq!(installed.trim(), "3");
     assert!(!cluster.terminate_backend(999_999).unwrap());
     assert!(cluster.is_running());
     assert!(cluster

@@ -5,7 +5,9 @@
 -- table. With `Dialect::postgres()` the transfer machine then runs:
 --   on the old server: SELECT * FROM weir.show_transfer_state('<key>')
 --   on the new server: SELECT weir.deserialize_session(decode('<state>', 'base64'))
--- and dials the new server with the startup parameter weir.session_revival_token=<token>.
+-- and dials the new server with the startup parameter weir.session_revival_token=<token>; or,
+-- on a server connection that is already started (an adapter reusing, after DISCARD ALL, a
+-- connection another session left), SELECT weir.deserialize_session(decode(...), '<token>').
 -- (A `crdb:`-prefixed startup parameter would be a FATAL error in PostgreSQL; a dotted name is
 -- accepted as a custom setting.) The new server must let the user in without a password
 -- (`trust` in pg_hba.conf, or credentials the adapter supplies): the token proves only that the
@@ -209,7 +211,11 @@ SELECT r.error,
   FROM refusal AS r
 $fn$;
 
-CREATE OR REPLACE FUNCTION weir.deserialize_session(state bytea)
+-- The new session's side. `token` must be the one the state carries: a server dialled for the
+-- move gets it as the startup setting weir.session_revival_token (the one-argument form), a
+-- server that was already started and reset (a proxy reusing a connection another session
+-- left) gets it as the argument.
+CREATE OR REPLACE FUNCTION weir.deserialize_session(state bytea, token text)
 RETURNS boolean
 LANGUAGE sql VOLATILE AS $fn$
 -- Settings first: the prepared statements resolve names with the session's search_path. Neither
@@ -218,20 +224,24 @@ WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS 
 SELECT pg_catalog.set_config(e.key, e.value, false)
   FROM d, pg_catalog.jsonb_each_text(d.doc->'settings') AS e
  WHERE d.doc->>'user' IS NOT DISTINCT FROM session_user::text
-   AND d.doc->>'token' IS NOT DISTINCT FROM
-       pg_catalog.current_setting('weir.session_revival_token', true);
+   AND d.doc->>'token' IS NOT DISTINCT FROM token;
 
 WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
 SELECT weir.replay_prepared_statements(d.doc->'prepared')
   FROM d
  WHERE d.doc->>'user' IS NOT DISTINCT FROM session_user::text
-   AND d.doc->>'token' IS NOT DISTINCT FROM
-       pg_catalog.current_setting('weir.session_revival_token', true)
+   AND d.doc->>'token' IS NOT DISTINCT FROM token
    AND pg_catalog.jsonb_array_length(COALESCE(d.doc->'prepared', '[]'::jsonb)) > 0;
 
 WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
 SELECT d.doc->>'user' IS NOT DISTINCT FROM session_user::text
-   AND d.doc->>'token' IS NOT DISTINCT FROM
-       pg_catalog.current_setting('weir.session_revival_token', true)
+   AND d.doc->>'token' IS NOT DISTINCT FROM token
   FROM d
+$fn$;
+
+CREATE OR REPLACE FUNCTION weir.deserialize_session(state bytea)
+RETURNS boolean
+LANGUAGE sql VOLATILE AS $fn$
+SELECT weir.deserialize_session(state,
+                                pg_catalog.current_setting('weir.session_revival_token', true))
 $fn$;
