@@ -182,6 +182,100 @@ async fn an_idle_move_keeps_settings_and_prepared_statements() {
     assert_eq!(metrics.sessions_per_backend[to.0], 1);
 }
 
+async fn backend_pid(client: &Client) -> i32 {
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_a_session_left_is_reset_and_reused_by_the_next_move() {
+    let s = setup(2, None).await;
+    let (first, first_id) = s.connect().await;
+    let (second, second_id) = s.connect().await;
+    let (a, b) = (s.backend_of(first_id), s.backend_of(second_id));
+    assert_ne!(a, b);
+    let (c1, c2) = (&first.client, &second.client);
+    let left_behind = backend_pid(c1).await;
+    // One statement per query: a SQL PREPARE is carried from its query's text.
+    for sql in [
+        "SET application_name = 'first'",
+        "SET myapp.tenant = 'acme'",
+        "PREPARE first_only AS SELECT 1",
+    ] {
+        c1.batch_execute(sql).await.unwrap();
+    }
+    c2.batch_execute("SET search_path = app, public")
+        .await
+        .unwrap();
+    let plus_one = c2.prepare("SELECT $1::int + 1").await.unwrap();
+
+    // The first session leaves `a`; its server there is reset and kept.
+    assert_success(
+        &s.proxy
+            .move_session(first_id, Some(b))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert!(eventually(5, || s.proxy.metrics().idle_per_backend[a.0] == 1).await);
+
+    // The second session moves onto that very server process, with its own state only.
+    assert_success(
+        &s.proxy
+            .move_session(second_id, Some(a))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(server_port(c2).await, s.port_of(a));
+    assert_eq!(backend_pid(c2).await, left_behind);
+    assert_eq!(setting(c2, "search_path").await, "app, public");
+    assert_eq!(setting(c2, "application_name").await, "");
+    let tenant = c2
+        .query_one("SELECT current_setting('myapp.tenant', true)", &[])
+        .await
+        .unwrap();
+    assert_eq!(tenant.get::<_, Option<String>>(0).unwrap_or_default(), "");
+    let err = c2.batch_execute("EXECUTE first_only").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_PSTATEMENT)
+    );
+    let row = c2.query_one(&plus_one, &[&41]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+
+    // The first session kept its own state on its dialled server.
+    assert_eq!(setting(c1, "application_name").await, "first");
+    assert_eq!(setting(c1, "myapp.tenant").await, "acme");
+    c1.batch_execute("EXECUTE first_only").await.unwrap();
+
+    // A cancel reaches the reused server, with the key that server issued.
+    let cancel = c2.cancel_token();
+    let sleeper = async { c2.batch_execute("SELECT pg_sleep(30)").await };
+    let canceller = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel_query(NoTls).await.unwrap();
+    };
+    let (result, ()) = tokio::join!(sleeper, canceller);
+    assert_eq!(
+        result.unwrap_err().code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+    );
+
+    let metrics = s.proxy.metrics();
+    assert_eq!(metrics.idle_servers_taken, 1);
+    assert!(eventually(5, || s.proxy.metrics().idle_servers_kept == 2).await);
+    assert_eq!(metrics.transfers.success, 2);
+
+    // Draining a backend closes what was kept for it.
+    assert!(eventually(5, || s.proxy.metrics().idle_per_backend[b.0] == 1).await);
+    s.proxy.set_draining(b, true).unwrap();
+    assert_eq!(s.proxy.metrics().idle_per_backend[b.0], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_inside_a_transaction_waits_for_commit() {
     let s = setup(2, None).await;

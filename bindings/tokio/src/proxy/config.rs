@@ -22,6 +22,13 @@ pub struct ProxyConfig {
     pub max_startup_len: u32,
     /// When set, the rebalancer runs with this policy.
     pub rebalance: Option<RebalanceConfig>,
+    /// Server connections kept per backend after the sessions on them moved away, reset with
+    /// `DISCARD ALL`, for later moves onto that backend by sessions with the same startup
+    /// parameters: such a move skips the server's startup (a new process and cold caches).
+    /// Only with a dialect that can carry the token to a started server
+    /// ([`weir::transfer::Dialect::started_server_query_template`], as
+    /// [`weir::transfer::Dialect::postgres`] can); 0 turns it off. Default 16.
+    pub max_idle_per_backend: usize,
 }
 
 impl ProxyConfig {
@@ -35,6 +42,7 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             max_startup_len: 10_000,
             rebalance: None,
+            max_idle_per_backend: 16,
         }
     }
 }

@@ -15,6 +15,13 @@ pub struct ProxyMetrics {
     pub transfer_retries: u64,
     /// CancelRequests forwarded to the server a session is on.
     pub cancels_forwarded: u64,
+    /// Transfer attempts that moved onto a kept, already started server instead of dialling
+    /// (see [`super::ProxyConfig::max_idle_per_backend`]).
+    pub idle_servers_taken: u64,
+    /// Server connections that sessions left, reset and kept.
+    pub idle_servers_kept: u64,
+    /// Connections kept for each backend now.
+    pub idle_per_backend: Vec<usize>,
     /// The sum of every session's machine counters: those of ended sessions, and for live
     /// ones as of their last transfer (byte counters of a live session lag until then).
     pub transfers: Metrics,

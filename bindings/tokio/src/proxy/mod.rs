@@ -36,6 +36,12 @@
 //! `weir.proxy.session`) with its outcome and latency; [`Proxy::metrics`] sums the machines'
 //! counters and counts sessions per backend.
 //!
+//! A session that moves leaves its old server for reuse when the dialect allows it (it does
+//! with [`weir::transfer::Dialect::postgres`]): the proxy resets that connection with
+//! `DISCARD ALL` and keeps it, up to [`ProxyConfig::max_idle_per_backend`] per backend, and a
+//! later move onto that backend by a session with the same startup parameters takes it instead
+//! of starting a new server process.
+//!
 //! With [`weir::transfer::Dialect::postgres`], each backend needs
 //! [`weir::transfer::POSTGRES_EMULATION_SQL`] installed and must let the session's user in
 //! without a password (`trust`): the proxy does not hold credentials.
@@ -43,6 +49,7 @@
 mod balance;
 mod config;
 mod frontend;
+mod idle;
 mod metrics;
 mod registry;
 mod session;
@@ -194,16 +201,10 @@ impl Proxy {
         outcome.await.map_err(|_| MoveError::SessionClosed)?
     }
 
-    /// Mark a backend as draining (no new sessions; the rebalancer moves its sessions away)
-    /// or live again.
+    /// Mark a backend as draining (no new sessions; the rebalancer moves its sessions away;
+    /// its kept idle connections are closed) or live again.
     pub fn set_draining(&self, backend: BackendId, draining: bool) -> Result<(), MoveError> {
-        let mut state = self.shared.lock();
-        let b = state
-            .backends
-            .get_mut(backend.0)
-            .ok_or(MoveError::UnknownBackend(backend))?;
-        b.draining = draining;
-        Ok(())
+        self.shared.set_draining(backend, draining)
     }
 
     /// Sessions per backend and the summed transfer counters.

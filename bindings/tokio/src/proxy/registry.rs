@@ -14,6 +14,7 @@ use weir::transfer::{Metrics, TransferOutcome};
 
 use super::balance::{self, Load};
 use super::config::ProxyConfig;
+use super::idle::{IdlePool, IdleServer};
 use super::metrics::{self, ProxyMetrics};
 use super::{BackendId, MoveError, SessionId, SessionInfo};
 
@@ -50,6 +51,8 @@ pub(crate) struct Counters {
     pub refused: u64,
     pub retries: u64,
     pub cancels: u64,
+    pub idle_taken: u64,
+    pub idle_kept: u64,
 }
 
 pub(crate) struct State {
@@ -76,6 +79,8 @@ impl State {
 pub(crate) struct Shared {
     pub config: ProxyConfig,
     state: Mutex<State>,
+    /// Its own lock: taking and keeping connections never waits on the session registry.
+    idle: Mutex<IdlePool>,
     keys: std::collections::hash_map::RandomState,
     key_counter: AtomicU64,
 }
@@ -91,8 +96,10 @@ impl Shared {
                 sessions: 0,
             })
             .collect();
+        let idle = IdlePool::new(config.backends.len(), config.max_idle_per_backend);
         Shared {
             config,
+            idle: Mutex::new(idle),
             state: Mutex::new(State {
                 backends,
                 sessions: HashMap::new(),
@@ -109,6 +116,60 @@ impl Shared {
         // Every critical section leaves the state consistent, so a panic elsewhere does not
         // make it unusable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn idle(&self) -> MutexGuard<'_, IdlePool> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether sessions leave their old servers for reuse: the dialect can carry the token to
+    /// a started server, and connections may be kept.
+    pub fn reuses_servers(&self) -> bool {
+        self.config.max_idle_per_backend > 0
+            && self
+                .config
+                .transfer
+                .dialect
+                .started_server_query_template
+                .is_some()
+    }
+
+    /// A kept connection to `backend` for a session with these startup parameters.
+    pub fn take_idle(&self, backend: BackendId, params: &[(String, String)]) -> Option<IdleServer> {
+        let server = self.idle().take(backend.0, params)?;
+        self.lock().counters.idle_taken += 1;
+        Some(server)
+    }
+
+    /// Keep a reset connection to `backend`, unless the backend is draining.
+    pub fn keep_idle(&self, backend: BackendId, server: IdleServer) {
+        let draining = {
+            let mut state = self.lock();
+            let draining = state.backends.get(backend.0).is_none_or(|b| b.draining);
+            if !draining {
+                state.counters.idle_kept += 1;
+            }
+            draining
+        };
+        if !draining {
+            self.idle().keep(backend.0, server);
+        }
+    }
+
+    /// Mark a backend as draining or live; draining closes its kept connections.
+    pub fn set_draining(&self, backend: BackendId, draining: bool) -> Result<(), MoveError> {
+        {
+            let mut state = self.lock();
+            let b = state
+                .backends
+                .get_mut(backend.0)
+                .ok_or(MoveError::UnknownBackend(backend))?;
+            b.draining = draining;
+        }
+        if draining {
+            self.idle().clear(backend.0);
+        }
+        Ok(())
     }
 
     /// A transfer key no one can guess: a per-proxy random SipHash of a counter and the clock.
@@ -195,6 +256,9 @@ impl Shared {
             sessions_refused: state.counters.refused,
             transfer_retries: state.counters.retries,
             cancels_forwarded: state.counters.cancels,
+            idle_servers_taken: state.counters.idle_taken,
+            idle_servers_kept: state.counters.idle_kept,
+            idle_per_backend: self.idle().counts(),
             transfers,
         }
     }

@@ -20,6 +20,7 @@ use weir::transfer::{
 };
 
 use super::frontend::{self, First};
+use super::idle::{self, IdleServer};
 use super::registry::{Command, Registration, Shared};
 use super::{BackendId, MoveError};
 
@@ -51,8 +52,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let registration = shared.register(backend, commands_tx);
     let span = tracing::info_span!("weir.proxy.session", session = registration.id.0, %peer);
+    let mut transfer = shared.config.transfer.clone();
+    transfer.reuse_old_server = shared.reuses_servers();
     let session = Session {
-        machine: Machine::new(shared.config.transfer.clone()),
+        machine: Machine::new(transfer),
         shared,
         registration,
         epoch: TokioInstant::now(),
@@ -133,6 +136,8 @@ enum DialState {
     },
     /// Connected before the machine asked.
     Ready(TcpStream),
+    /// A kept server that is already started, taken when the attempt began.
+    Started(IdleServer),
     /// Failed before the machine asked.
     Failed(String),
 }
@@ -379,21 +384,34 @@ impl Session {
                         self.dial = DialState::Failed("no move was requested".into());
                         let _ = self.hand_over_dial(now);
                     }
-                    DialState::Ready(_) | DialState::Failed(_) => {
+                    DialState::Ready(_) | DialState::Started(_) | DialState::Failed(_) => {
                         let _ = self.hand_over_dial(now);
                     }
                 }
             }
-            Output::CloseOldServer => {
-                let Some(new) = self.new_server.take() else {
-                    return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
-                };
-                let old = std::mem::replace(&mut self.server, new);
-                drop(old);
-                if let Some(m) = self.moving.as_ref() {
-                    self.backend = m.to;
-                    self.registration.moved(m.to);
-                }
+            Output::CloseOldServer => drop(self.switch_server()?),
+            Output::ReleaseOldServer { key } => {
+                let from = self.backend;
+                let mut old = self.switch_server()?;
+                let shared = self.shared.clone();
+                let params = self.machine.startup_params().to_vec();
+                let timeout = shared.config.connect_timeout;
+                tokio::spawn(
+                    async move {
+                        match idle::reset(&mut old, timeout).await {
+                            Ok(()) => shared.keep_idle(
+                                from,
+                                IdleServer {
+                                    stream: old,
+                                    key,
+                                    params,
+                                },
+                            ),
+                            Err(e) => tracing::debug!("a released server was not kept: {e}"),
+                        }
+                    }
+                    .in_current_span(),
+                );
             }
             Output::CloseNewServer => {
                 self.new_server = None;
@@ -409,6 +427,19 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The new server becomes the session's server; the old one is returned.
+    fn switch_server(&mut self) -> Result<TcpStream, End> {
+        let Some(new) = self.new_server.take() else {
+            return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
+        };
+        let old = std::mem::replace(&mut self.server, new);
+        if let Some(m) = self.moving.as_ref() {
+            self.backend = m.to;
+            self.registration.moved(m.to);
+        }
+        Ok(old)
     }
 
     fn request_move(&mut self, now: Instant, to: Option<BackendId>, reply: Option<Reply>) {
@@ -452,13 +483,19 @@ impl Session {
         };
         m.retry_at = None;
         m.attempts += 1;
-        let addr = self.shared.addr(m.to);
+        let to = m.to;
         match self.machine.request_transfer(now, &key) {
             Ok(()) => {
-                let timeout = self.shared.config.connect_timeout;
-                self.dial = DialState::Dialing {
-                    connect: Box::pin(connect(addr, timeout)),
-                    wanted: false,
+                let started = self.shared.take_idle(to, self.machine.startup_params());
+                self.dial = match started {
+                    Some(server) => DialState::Started(server),
+                    None => DialState::Dialing {
+                        connect: Box::pin(connect(
+                            self.shared.addr(to),
+                            self.shared.config.connect_timeout,
+                        )),
+                        wanted: false,
+                    },
                 };
             }
             Err(e) => self.finish_move(Err(MoveError::Refused(e))),
@@ -471,6 +508,10 @@ impl Session {
             DialState::Ready(stream) => {
                 self.new_server = Some(stream);
                 self.machine.handle_new_server_connected(now)
+            }
+            DialState::Started(server) => {
+                self.new_server = Some(server.stream);
+                self.machine.handle_new_server_started(now, server.key)
             }
             DialState::Failed(reason) => self.machine.handle_new_server_failed(now, &reason),
             other => {
