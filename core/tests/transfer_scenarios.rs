@@ -58,6 +58,7 @@ fn success_moves_the_session_and_its_cancel_key() {
     assert_eq!(outcome.result, TransferResult::Success);
     assert_eq!(outcome.key, KEY);
     assert_eq!(outcome.latency, Duration::from_millis(5));
+    assert_eq!(outcome.suspended, Duration::from_millis(5));
     assert!(h.events.contains(&Output::CloseOldServer));
     // The old server got a polite Terminate after the state query.
     assert!(h.servers[0].ends_with(b"X\0\0\0\x04"));
@@ -346,11 +347,22 @@ fn inside_a_transaction_waits_for_commit() {
     h.server(&[command_complete("BEGIN"), ready(b'T')].concat());
     h.request(KEY);
     assert!(!contains(&h.servers[0], b"SHOW TRANSFER"));
+    h.advance(Duration::from_millis(40));
     h.client(&query("COMMIT"));
     h.server(&command_complete("COMMIT"));
     assert!(!contains(&h.servers[0], b"SHOW TRANSFER"));
     h.server(&ready(b'I'));
     assert!(h.servers[0].ends_with(&state_query()));
+    // The session is held only from the safe point on; the latency counts the wait too.
+    h.advance(Duration::from_millis(2));
+    h.server(&state_response(KEY));
+    h.connected();
+    h.new_server_bytes(&greeting(9));
+    h.new_server_bytes(&deserialize_response(b"t"));
+    let outcome = h.outcomes()[0].clone();
+    assert_eq!(outcome.result, TransferResult::Success);
+    assert_eq!(outcome.latency, Duration::from_millis(42));
+    assert_eq!(outcome.suspended, Duration::from_millis(2));
     // A failed transaction is not idle either.
     let mut h = Harness::new();
     h.client(&query("BEGIN; SELECT 1/0"));

@@ -3,6 +3,7 @@
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use bytes::Bytes;
 
@@ -60,6 +61,8 @@ pub(super) struct NewServer {
 pub(super) struct Transfer {
     key: String,
     requested_at: Instant,
+    /// When the state query went out, once it has.
+    suspended_at: Option<Instant>,
     pub(super) deadline: Instant,
     pub(super) step: Step,
     /// A too-large message before our RowDescription is being relayed to the client in parts.
@@ -81,6 +84,7 @@ impl Transfer {
         Transfer {
             key,
             requested_at: now,
+            suspended_at: None,
             deadline,
             step: Step::WaitSafePoint,
             relaying_stream: false,
@@ -143,6 +147,9 @@ impl Transfer {
             key: self.key.clone(),
             result,
             latency: now.duration_since(self.requested_at),
+            suspended: self
+                .suspended_at
+                .map_or(Duration::ZERO, |at| now.duration_since(at)),
         }
     }
 }
@@ -168,6 +175,7 @@ impl Machine {
         match build_query(&sql) {
             Ok(query) => {
                 t.step = Step::State(Expect::RowDescription);
+                t.suspended_at = Some(now);
                 self.transmit(Peer::Server, Source::Machine, query);
             }
             Err(e) => self.fail_recoverable(now, Failure::Parse(e)),

@@ -66,6 +66,9 @@ pub struct TransferOutcome {
     pub result: TransferResult,
     /// From the request to this outcome, waiting for a safe point included.
     pub latency: Duration,
+    /// From the safe point (the state query sent) to this outcome: how long the session was
+    /// held, its client's bytes waiting. Zero when it ended before reaching a safe point.
+    pub suspended: Duration,
 }
 
 /// An action for the caller, drained with [`super::Machine::poll_output`] in the order the

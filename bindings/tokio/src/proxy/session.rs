@@ -528,9 +528,10 @@ impl Session {
         let to = self.moving.as_ref().map(|m| self.shared.addr(m.to));
         let attempt = self.moving.as_ref().map_or(0, |m| m.attempts);
         let latency_ms = outcome.latency.as_secs_f64() * 1e3;
+        let held_ms = outcome.suspended.as_secs_f64() * 1e3;
         match &outcome.result {
             TransferResult::Success => {
-                tracing::info!(key = %outcome.key, attempt, latency_ms, ?to, "session moved")
+                tracing::info!(key = %outcome.key, attempt, latency_ms, held_ms, ?to, "session moved")
             }
             TransferResult::Recoverable(f) => tracing::warn!(
                 key = %outcome.key, attempt, latency_ms, %from, ?to,
