@@ -52,10 +52,14 @@
 //! 4. A non-null `error` column is recoverable: the session resumes on the old server.
 //! 5. [`Output::DialNewServer`] with the client's startup parameters plus the revival token;
 //!    consume the new server's greeting (keeping its BackendKeyData) up to ReadyForQuery.
+//!    (*weir*: or take a server connection that is already started, idle and reset, and carry
+//!    the token in the deserialize query instead, where the dialect has
+//!    [`Dialect::started_server_query_template`].)
 //! 6. Send the deserialize query; require its single column, `t`, its tag and an idle
 //!    ReadyForQuery.
-//! 7. Success closes the old server; a recoverable failure closes the new one; a fatal one
-//!    closes the client. Every transfer ends in one [`Output::Outcome`].
+//! 7. Success closes the old server (*weir*: or, with [`Config::reuse_old_server`], hands it
+//!    back for reuse when it is idle at a message boundary); a recoverable failure closes the
+//!    new one; a fatal one closes the client. Every transfer ends in one [`Output::Outcome`].
 //!
 //! [`Machine::cancel_keys`] gives the key the client knows and the key of the server the
 //! session is on, so an adapter can route a CancelRequest after a move (a TODO in CockroachDB).
@@ -68,9 +72,12 @@
 //! - [`Output::Transmit`]: write the bytes to that peer, in order.
 //! - [`Output::DialNewServer`]: connect, then call [`Machine::handle_new_server_connected`]
 //!   (or [`Machine::handle_new_server_failed`]); feed what it sends to
-//!   [`Machine::handle_new_server_input`].
+//!   [`Machine::handle_new_server_input`]. Or offer a started connection with the same startup
+//!   parameters with [`Machine::handle_new_server_started`].
 //! - [`Output::CloseOldServer`]: close the current server connection; the new one becomes
 //!   current, and its bytes go to [`Machine::handle_server_input`] from now on.
+//!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset and
+//!   kept for a later transfer.
 //! - [`Output::CloseNewServer`], [`Output::CloseClient`]: close those connections.
 //! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
 //!
