@@ -19,6 +19,9 @@ options:
                          weir's emulation SQL installed)
   --rebalance-ms N       run the rebalancer every N milliseconds
   --move-every-ms N      move every session to another backend every N milliseconds
+  --max-idle-per-backend N
+                         server connections that moved sessions left, kept per backend
+                         for later moves (default 16, 0 = close them; postgres dialect)
   --stats-every-s N      print the proxy's metrics every N seconds (default 10, 0 = never)
   --quiet                log only warnings and errors
   --help                 print this text";
@@ -38,6 +41,8 @@ pub struct Options {
     pub move_every: Option<Duration>,
     /// How often the metrics are printed, if at all.
     pub stats_every: Option<Duration>,
+    /// Server connections kept per backend for reuse.
+    pub max_idle_per_backend: usize,
     /// Log only warnings and errors.
     pub quiet: bool,
 }
@@ -71,6 +76,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         rebalance: None,
         move_every: None,
         stats_every: Some(Duration::from_secs(10)),
+        max_idle_per_backend: 16,
         quiet: false,
     };
     let mut args = args.into_iter();
@@ -104,6 +110,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             }
             "--stats-every-s" => {
                 options.stats_every = every(&flag, &value()?, Duration::from_secs)?
+            }
+            "--max-idle-per-backend" => {
+                let v = value()?;
+                options.max_idle_per_backend = v.parse().map_err(|_| {
+                    CliError::Bad(format!("{flag} needs a whole number, not {v:?}"))
+                })?;
             }
             other => return Err(CliError::Bad(format!("unknown flag {other:?}"))),
         }
@@ -143,7 +155,8 @@ mod tests {
     fn every_flag_is_read() {
         let o = parse(args(
             "--listen 127.0.0.1:7000 --backend 127.0.0.1:5432 --backend 127.0.0.1:5433 \
-             --dialect postgres --rebalance-ms 500 --move-every-ms 100 --stats-every-s 0 --quiet",
+             --dialect postgres --rebalance-ms 500 --move-every-ms 100 --stats-every-s 0 --quiet \
+             --max-idle-per-backend 3",
         ))
         .unwrap();
         assert_eq!(o.listen, "127.0.0.1:7000".parse().unwrap());
@@ -152,6 +165,7 @@ mod tests {
         assert_eq!(o.rebalance, Some(Duration::from_millis(500)));
         assert_eq!(o.move_every, Some(Duration::from_millis(100)));
         assert_eq!(o.stats_every, None);
+        assert_eq!(o.max_idle_per_backend, 3);
         assert!(o.quiet);
     }
 
@@ -171,6 +185,10 @@ mod tests {
         assert_eq!(
             bad("--backend 127.0.0.1:1 --rebalance-ms soon"),
             "--rebalance-ms needs a whole number, not \"soon\""
+        );
+        assert_eq!(
+            bad("--backend 127.0.0.1:1 --max-idle-per-backend -1"),
+            "--max-idle-per-backend needs a whole number, not \"-1\""
         );
         assert_eq!(bad("--frobnicate"), "unknown flag \"--frobnicate\"");
         assert_eq!(parse(args("--help")), Err(CliError::Help));

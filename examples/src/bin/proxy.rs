@@ -49,6 +49,7 @@ async fn run(options: Options) -> Result<(), String> {
     }
     let mut config = ProxyConfig::new(options.backends.clone());
     config.transfer = weir::transfer::Config::with_dialect(options.dialect.clone());
+    config.max_idle_per_backend = options.max_idle_per_backend;
     config.rebalance = options.rebalance.map(|interval| RebalanceConfig {
         interval,
         ..RebalanceConfig::default()
@@ -95,12 +96,15 @@ async fn print_stats(proxy: std::sync::Arc<Proxy>, period: Duration) {
         let m = proxy.metrics();
         let t = &m.transfers;
         println!(
-            "sessions per backend {:?}; transfers: {} ok, {} recoverable, {} fatal, p50 {} us",
+            "sessions per backend {:?}; transfers: {} ok, {} recoverable, {} fatal, p50 {} us; \
+             {} onto kept servers, kept now {:?}",
             m.sessions_per_backend,
             t.success,
             t.error_recoverable,
             t.error_fatal,
-            t.latency_us.quantile_lower_bound(0.5).unwrap_or(0)
+            t.latency_us.quantile_lower_bound(0.5).unwrap_or(0),
+            m.idle_servers_taken,
+            m.idle_per_backend
         );
     }
 }
