@@ -7,17 +7,22 @@
 //!   every session lands on A, as with `direct` and `pgbouncer`.
 //! - `weir-spread`: the weir proxy with both backends live, so sessions are placed 4 and 4.
 //! - `weir-moving`: as `weir-spread`, while every 100 ms every session is asked to move to
-//!   the other backend.
+//!   the other backend. A move usually lands on a server connection another session left
+//!   (reset and kept by the proxy, `ProxyConfig::max_idle_per_backend`).
+//! - `weir-moving-dial`: the same moves with no connection kept, so every move dials a new
+//!   server (a new backend process, cold caches).
 //!
 //! `tps_ratio_vs_pgbouncer` is `weir` over `pgbouncer` (same server, same load on it);
 //! `tps_ratio_moving_vs_static` is `weir-moving` over `weir-spread` (both spread over the two
-//! servers, which at scale 1 halves the contention on the one branch row).
+//! servers, which at scale 1 halves the contention on the one branch row); the transfer
+//! percentiles are those of `weir-moving`. The `*_dial` figures are the same for
+//! `weir-moving-dial`.
 //!
-//! Each round runs the five in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
+//! Each round runs the six in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
 //! replays one); before every run both clusters get `TRUNCATE pgbench_history`, `VACUUM` and
 //! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise three rounds of 20 s
 //! runs, tps averaged per contender. `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS` and
-//! `WEIR_BENCH_SCALE` override, `WEIR_BENCH_ONLY=direct,weir` picks contenders, `WEIR_BENCH_CLIENTS` sets the clients; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
+//! `WEIR_BENCH_SCALE` override, `WEIR_BENCH_ONLY=direct,weir` picks contenders, `WEIR_BENCH_CLIENTS` sets the clients, `WEIR_BENCH_MOVE_EVERY_MS` the moving runs' period; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
 //! the proxy's tracing on stderr. The `name=value` lines come last.
 
 mod mover;
@@ -37,6 +42,7 @@ use mover::{percentile, Moves};
 use pgbench::Report;
 use pgbouncer::PgBouncer;
 
+/// How often the moving runs move every session, unless `WEIR_BENCH_MOVE_EVERY_MS` says.
 const MOVE_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +52,16 @@ enum Contender {
     Weir,
     WeirSpread,
     WeirMoving,
+    WeirMovingDial,
 }
 
-const CONTENDERS: [Contender; 5] = [
+const CONTENDERS: [Contender; 6] = [
     Contender::Direct,
     Contender::PgBouncer,
     Contender::Weir,
     Contender::WeirSpread,
     Contender::WeirMoving,
+    Contender::WeirMovingDial,
 ];
 
 impl Contender {
@@ -64,14 +72,16 @@ impl Contender {
             Contender::Weir => "weir",
             Contender::WeirSpread => "weir-spread",
             Contender::WeirMoving => "weir-moving",
+            Contender::WeirMovingDial => "weir-moving-dial",
         }
     }
 
     fn is_weir(self) -> bool {
-        matches!(
-            self,
-            Contender::Weir | Contender::WeirSpread | Contender::WeirMoving
-        )
+        !matches!(self, Contender::Direct | Contender::PgBouncer)
+    }
+
+    fn is_moving(self) -> bool {
+        matches!(self, Contender::WeirMoving | Contender::WeirMovingDial)
     }
 }
 
@@ -81,6 +91,7 @@ struct Settings {
     scale: u32,
     seed: u64,
     only: Option<String>,
+    move_every: Duration,
 }
 
 impl Settings {
@@ -101,6 +112,10 @@ impl Settings {
             scale: number("WEIR_BENCH_SCALE", 1) as u32,
             seed: number("WEIR_BENCH_SEED", clock % 1_000_000),
             only: std::env::var("WEIR_BENCH_ONLY").ok(),
+            move_every: Duration::from_millis(number(
+                "WEIR_BENCH_MOVE_EVERY_MS",
+                MOVE_EVERY.as_millis() as u64,
+            )),
         }
     }
 }
@@ -163,7 +178,7 @@ async fn bench() -> Result<(), String> {
         println!("round {round}: {}", names.join(", "));
         for contender in order {
             bench.reset()?;
-            let mut run = bench.run(contender, settings.seconds).await?;
+            let mut run = bench.run(contender, &settings).await?;
             bench.check_history(&mut run)?;
             print_run(round, contender, &run);
             runs.push((contender, run));
@@ -249,11 +264,12 @@ impl Bench {
         Ok(())
     }
 
-    async fn run(&self, contender: Contender, seconds: u64) -> Result<Run, String> {
+    async fn run(&self, contender: Contender, settings: &Settings) -> Result<Run, String> {
+        let seconds = settings.seconds;
         let port = match contender {
             Contender::Direct => self.a.port(),
             Contender::PgBouncer => self.bouncer.port(),
-            _ => return self.run_weir(contender, seconds).await,
+            _ => return self.run_weir(contender, settings).await,
         };
         Ok(Run {
             report: pgbench::run(&self.pgbench, port, seconds).await,
@@ -263,9 +279,12 @@ impl Bench {
         })
     }
 
-    async fn run_weir(&self, contender: Contender, seconds: u64) -> Result<Run, String> {
+    async fn run_weir(&self, contender: Contender, settings: &Settings) -> Result<Run, String> {
         let mut config = ProxyConfig::new(vec![self.a.addr(), self.b.addr()]);
         config.transfer = weir::transfer::Config::with_dialect(weir::transfer::Dialect::postgres());
+        if contender == Contender::WeirMovingDial {
+            config.max_idle_per_backend = 0;
+        }
         let proxy = Proxy::bind("127.0.0.1:0", config)
             .await
             .map_err(|e| format!("the weir proxy did not bind: {e}"))?;
@@ -277,8 +296,9 @@ impl Bench {
         let proxy = Arc::new(proxy);
         let port = proxy.local_addr().port();
         let (stop, stopped) = oneshot::channel();
-        let mover = (contender == Contender::WeirMoving)
-            .then(|| tokio::spawn(mover::run(proxy.clone(), MOVE_EVERY, stopped)));
+        let mover = contender
+            .is_moving()
+            .then(|| tokio::spawn(mover::run(proxy.clone(), settings.move_every, stopped)));
         // Where the sessions are a second in, before any move.
         let placement = {
             let proxy = proxy.clone();
@@ -287,7 +307,7 @@ impl Bench {
                 proxy.metrics().sessions_per_backend
             })
         };
-        let report = pgbench::run(&self.pgbench, port, seconds).await;
+        let report = pgbench::run(&self.pgbench, port, settings.seconds).await;
         let _ = stop.send(());
         let moves = match mover {
             Some(task) => Some(task.await.map_err(|e| format!("the mover failed: {e}"))?),
@@ -295,15 +315,18 @@ impl Bench {
         };
         let placement = placement.await.unwrap_or_default();
         let metrics = proxy.metrics();
-        if contender == Contender::WeirMoving {
+        if contender.is_moving() {
             let t = &metrics.transfers;
             println!(
-                "  proxy: {} transfer attempts, {} succeeded, {} recoverable, {} fatal, {} retries",
+                "  proxy: {} transfer attempts, {} succeeded, {} recoverable, {} fatal, {} retries; \
+                 {} onto kept servers, {} servers kept",
                 t.attempted,
                 t.success,
                 t.error_recoverable,
                 t.error_fatal,
-                metrics.transfer_retries
+                metrics.transfer_retries,
+                metrics.idle_servers_taken,
+                metrics.idle_servers_kept
             );
         }
         Ok(Run {
@@ -335,12 +358,16 @@ fn print_run(round: u32, contender: Contender, run: &Run) {
     if let Some(m) = &run.moves {
         println!(
             "  moves: {} ran ({} failed), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+             session held p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
              {} asked while still moving, {} cut short by the session's end",
             m.total(),
             m.failed.len(),
             percentile(&m.latencies_ms, 50.0),
             percentile(&m.latencies_ms, 99.0),
             percentile(&m.latencies_ms, 100.0),
+            percentile(&m.suspended_ms, 50.0),
+            percentile(&m.suspended_ms, 99.0),
+            percentile(&m.suspended_ms, 100.0),
             m.in_progress,
             m.cut_by_session_end
         );
@@ -373,13 +400,20 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
         .filter(|(c, _)| !c.is_weir())
         .map(|(_, r)| r.report.failures)
         .sum();
-    let mut latencies = Vec::new();
-    let (mut total, mut failed) = (0, 0);
-    for moves in runs.iter().filter_map(|(_, r)| r.moves.as_ref()) {
-        latencies.extend_from_slice(&moves.latencies_ms);
-        total += moves.total();
-        failed += moves.failed.len();
-    }
+    let moves_of = |c: Contender| {
+        let mut all = AllMoves::default();
+        for (_, run) in runs.iter().filter(|(k, _)| *k == c) {
+            if let Some(moves) = &run.moves {
+                all.latencies.extend_from_slice(&moves.latencies_ms);
+                all.suspended.extend_from_slice(&moves.suspended_ms);
+                all.total += moves.total();
+                all.failed += moves.failed.len();
+            }
+        }
+        all
+    };
+    let moving = moves_of(Contender::WeirMoving);
+    let dial = moves_of(Contender::WeirMovingDial);
     println!();
     for c in CONTENDERS {
         println!("mean tps {:<12} {:>8.1}", c.name(), tps(c));
@@ -397,10 +431,45 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
         ratio(tps(Contender::WeirMoving), tps(Contender::WeirSpread))
     );
     println!("pgbench_failed_transactions={weir_failures}");
-    println!("transfer_p50_ms={:.2}", percentile(&latencies, 50.0));
-    println!("transfer_p99_ms={:.2}", percentile(&latencies, 99.0));
-    println!("transfers_total={total}");
-    println!("transfers_failed={failed}");
+    moving.print("");
+    println!(
+        "tps_ratio_moving_dial_vs_static={:.3}",
+        ratio(tps(Contender::WeirMovingDial), tps(Contender::WeirSpread))
+    );
+    dial.print("_dial");
+}
+
+/// The successful moves of every run of one contender.
+#[derive(Default)]
+struct AllMoves {
+    latencies: Vec<f64>,
+    suspended: Vec<f64>,
+    total: usize,
+    failed: usize,
+}
+
+impl AllMoves {
+    /// The `name=value` lines, each name ending in `suffix`.
+    fn print(&self, suffix: &str) {
+        println!(
+            "transfer_p50_ms{suffix}={:.2}",
+            percentile(&self.latencies, 50.0)
+        );
+        println!(
+            "transfer_p99_ms{suffix}={:.2}",
+            percentile(&self.latencies, 99.0)
+        );
+        println!(
+            "transfer_held_p50_ms{suffix}={:.2}",
+            percentile(&self.suspended, 50.0)
+        );
+        println!(
+            "transfer_held_p99_ms{suffix}={:.2}",
+            percentile(&self.suspended, 99.0)
+        );
+        println!("transfers_total{suffix}={}", self.total);
+        println!("transfers_failed{suffix}={}", self.failed);
+    }
 }
 
 /// Fisher-Yates with xorshift64: enough to vary the order, and replayable from the seed.

@@ -17,6 +17,8 @@ use weir_tokio::proxy::{MoveError, Proxy};
 pub struct Moves {
     /// Latency of each successful move (its last attempt's [`TransferOutcome::latency`]).
     pub latencies_ms: Vec<f64>,
+    /// How long each successful move held its session ([`TransferOutcome::suspended`]).
+    pub suspended_ms: Vec<f64>,
     /// Moves whose last attempt failed, recoverably or fatally, or that the proxy refused
     /// for a reason other than the two below; each with what it said.
     pub failed: Vec<String>,
@@ -38,8 +40,12 @@ impl Moves {
             Ok(TransferOutcome {
                 result: TransferResult::Success,
                 latency,
+                suspended,
                 ..
-            }) => self.latencies_ms.push(latency.as_secs_f64() * 1e3),
+            }) => {
+                self.latencies_ms.push(latency.as_secs_f64() * 1e3);
+                self.suspended_ms.push(suspended.as_secs_f64() * 1e3);
+            }
             Ok(TransferOutcome {
                 result: TransferResult::Recoverable(f),
                 ..
