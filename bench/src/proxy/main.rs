@@ -7,7 +7,7 @@
 //!   every session lands on A, as with `direct` and `pgbouncer`.
 //! - `weir-spread`: the weir proxy with both backends live, so sessions are placed 4 and 4.
 //! - `weir-moving`: as `weir-spread`, while every 100 ms every session is asked to move to
-//!   the other backend. A move usually lands on a server connection another session left
+//!   the other backend (in pairs, one session from each backend at a time: see `mover`). A move usually lands on a server connection another session left
 //!   (reset and kept by the proxy, `ProxyConfig::max_idle_per_backend`).
 //! - `weir-moving-dial`: the same moves with no connection kept, so every move dials a new
 //!   server (a new backend process, cold caches).
@@ -21,8 +21,10 @@
 //! Each round runs the six in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
 //! replays one); before every run both clusters get `TRUNCATE pgbench_history`, `VACUUM` and
 //! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise three rounds of 20 s
-//! runs, tps averaged per contender. `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS` and
-//! `WEIR_BENCH_SCALE` override, `WEIR_BENCH_ONLY=direct,weir` picks contenders, `WEIR_BENCH_CLIENTS` sets the clients, `WEIR_BENCH_MOVE_EVERY_MS` the moving runs' period; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
+//! runs, tps averaged per contender. Overrides: `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS`,
+//! `WEIR_BENCH_SCALE`, `WEIR_BENCH_CLIENTS`; `WEIR_BENCH_ONLY=direct,weir` picks contenders;
+//! `WEIR_BENCH_MOVE_EVERY_MS` sets the moving runs' period and `WEIR_BENCH_MOVES=staggered`
+//! moves sessions one at a time; `WEIR_BENCH_LOG=weir_tokio=debug` (an `EnvFilter`) turns on
 //! the proxy's tracing on stderr. The `name=value` lines come last.
 
 mod mover;
@@ -38,7 +40,7 @@ use tokio::sync::oneshot;
 use weir_tests::postgres::Cluster;
 use weir_tokio::proxy::{BackendId, Proxy, ProxyConfig};
 
-use mover::{percentile, Moves};
+use mover::{percentile, Moves, Pattern};
 use pgbench::Report;
 use pgbouncer::PgBouncer;
 
@@ -92,10 +94,11 @@ struct Settings {
     seed: u64,
     only: Option<String>,
     move_every: Duration,
+    pattern: Pattern,
 }
 
 impl Settings {
-    fn from_env() -> Settings {
+    fn from_env() -> Result<Settings, String> {
         let quick = std::env::var_os("WEIR_BENCH_QUICK").is_some();
         let number = |name: &str, default: u64| {
             std::env::var(name)
@@ -106,7 +109,7 @@ impl Settings {
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
-        Settings {
+        Ok(Settings {
             seconds: number("WEIR_BENCH_SECONDS", if quick { 5 } else { 20 }),
             rounds: number("WEIR_BENCH_ROUNDS", if quick { 1 } else { 3 }) as u32,
             scale: number("WEIR_BENCH_SCALE", 1) as u32,
@@ -116,7 +119,8 @@ impl Settings {
                 "WEIR_BENCH_MOVE_EVERY_MS",
                 MOVE_EVERY.as_millis() as u64,
             )),
-        }
+            pattern: Pattern::from_env()?,
+        })
     }
 }
 
@@ -160,13 +164,18 @@ async fn main() -> ExitCode {
 }
 
 async fn bench() -> Result<(), String> {
-    let settings = Settings::from_env();
+    let settings = Settings::from_env()?;
     let bench = setup(&settings).await?;
     let mut runs: Vec<(Contender, Run)> = Vec::new();
     let mut rng = settings.seed.max(1);
     println!(
-        "{} round(s) of {} s runs, scale {}, seed {} (WEIR_BENCH_SEED)",
-        settings.rounds, settings.seconds, settings.scale, settings.seed
+        "{} round(s) of {} s runs, scale {}, seed {} (WEIR_BENCH_SEED), moves every {} ms in {}",
+        settings.rounds,
+        settings.seconds,
+        settings.scale,
+        settings.seed,
+        settings.move_every.as_millis(),
+        settings.pattern.name()
     );
     for round in 1..=settings.rounds {
         let mut order = CONTENDERS.to_vec();
@@ -296,9 +305,14 @@ impl Bench {
         let proxy = Arc::new(proxy);
         let port = proxy.local_addr().port();
         let (stop, stopped) = oneshot::channel();
-        let mover = contender
-            .is_moving()
-            .then(|| tokio::spawn(mover::run(proxy.clone(), settings.move_every, stopped)));
+        let mover = contender.is_moving().then(|| {
+            tokio::spawn(mover::run(
+                proxy.clone(),
+                settings.move_every,
+                settings.pattern,
+                stopped,
+            ))
+        });
         // Where the sessions are a second in, before any move.
         let placement = {
             let proxy = proxy.clone();

@@ -1,7 +1,12 @@
-//! The moving run's mover: every tick, ask every live session to move to the other backend, the
-//! sessions' moves spread evenly over the tick (with 8 sessions and 100 ms, one every 12.5 ms), so
-//! each session still moves once per tick but the moves do not all start at the same instant and
-//! queue behind each other on the servers.
+//! The moving run's mover: every tick, ask every live session to move to the other backend.
+//!
+//! By default (`Pattern::Pairs`) the sessions go in pairs, one from each backend, the two of a
+//! pair at the same instant and the pairs spread evenly over the tick (with 8 sessions and
+//! 100 ms, a pair every 25 ms): every session still moves once per tick, and the backends keep
+//! the same number of sessions, so the run measures the moves and not a placement that swings
+//! between 4 and 4 and 3 and 5 (at pgbench's scale 1 every transaction of a server updates its
+//! one branch row, so one session more on a server costs more than the move). With
+//! `WEIR_BENCH_MOVES=staggered`, each session moves on its own at i/n of the tick.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +15,53 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use weir::transfer::{TransferOutcome, TransferResult};
-use weir_tokio::proxy::{MoveError, Proxy};
+use weir_tokio::proxy::{BackendId, MoveError, Proxy, SessionInfo};
+
+/// How a tick's moves are laid out over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern {
+    /// One session from each backend at a time, the pairs spread over the tick.
+    Pairs,
+    /// One session at a time, spread over the tick.
+    Staggered,
+}
+
+impl Pattern {
+    /// `WEIR_BENCH_MOVES`: `pairs` (the default) or `staggered`.
+    pub fn from_env() -> Result<Pattern, String> {
+        match std::env::var("WEIR_BENCH_MOVES").as_deref() {
+            Err(_) | Ok("pairs") => Ok(Pattern::Pairs),
+            Ok("staggered") => Ok(Pattern::Staggered),
+            Ok(other) => Err(format!(
+                "WEIR_BENCH_MOVES must be pairs or staggered, not {other:?}"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Pairs => "pairs",
+            Pattern::Staggered => "staggered",
+        }
+    }
+
+    /// The tick's sessions in groups that move together, in order.
+    fn groups(self, sessions: Vec<SessionInfo>) -> Vec<Vec<SessionInfo>> {
+        match self {
+            Pattern::Staggered => sessions.into_iter().map(|s| vec![s]).collect(),
+            Pattern::Pairs => {
+                let (mut on_first, mut others): (Vec<_>, Vec<_>) = sessions
+                    .into_iter()
+                    .partition(|s| s.backend == BackendId(0));
+                let slots = on_first.len().max(others.len());
+                let (mut a, mut b) = (on_first.drain(..), others.drain(..));
+                (0..slots)
+                    .map(|_| a.next().into_iter().chain(b.next()).collect())
+                    .collect()
+            }
+        }
+    }
+}
 
 /// What the requested moves came to.
 #[derive(Debug, Default)]
@@ -63,9 +114,15 @@ impl Moves {
     }
 }
 
-/// Move every session every `every` until `stop` fires, then wait for the moves under way (moves
-/// of the last tick not started yet when `stop` fires are dropped).
-pub async fn run(proxy: Arc<Proxy>, every: Duration, mut stop: oneshot::Receiver<()>) -> Moves {
+/// Move every session every `every`, laid out as `pattern` says, until `stop` fires, then wait
+/// for the moves under way (moves of the last tick not started yet when `stop` fires are
+/// dropped).
+pub async fn run(
+    proxy: Arc<Proxy>,
+    every: Duration,
+    pattern: Pattern,
+    mut stop: oneshot::Receiver<()>,
+) -> Moves {
     let mut moves = Moves::default();
     let mut running = JoinSet::new();
     let stopped = Arc::new(AtomicBool::new(false));
@@ -80,19 +137,21 @@ pub async fn run(proxy: Arc<Proxy>, every: Duration, mut stop: oneshot::Receiver
                 }
             }
             _ = ticks.tick() => {
-                let sessions = proxy.sessions();
-                let n = sessions.len() as u32;
-                for (i, session) in (0u32..).zip(sessions) {
-                    let proxy = proxy.clone();
-                    let stopped = stopped.clone();
+                let groups = pattern.groups(proxy.sessions());
+                let n = groups.len() as u32;
+                for (i, group) in (0u32..).zip(groups) {
                     let delay = every * i / n.max(1);
-                    running.spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        if stopped.load(Ordering::Relaxed) {
-                            return None;
-                        }
-                        Some(proxy.move_session(session.id, None).await)
-                    });
+                    for session in group {
+                        let proxy = proxy.clone();
+                        let stopped = stopped.clone();
+                        running.spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            if stopped.load(Ordering::Relaxed) {
+                                return None;
+                            }
+                            Some(proxy.move_session(session.id, None).await)
+                        });
+                    }
                 }
             }
         }
