@@ -184,6 +184,13 @@ async fn story(out: &mut impl Write, clusters: &[Cluster; 2]) -> Result<Summary,
         m.sessions_per_backend
     )
     .map_err(io)?;
+    writeln!(
+        out,
+        "   {} of the moves landed on a server connection an earlier move had left (reset with \
+         DISCARD ALL and kept) instead of starting a new server process.",
+        m.idle_servers_taken
+    )
+    .map_err(io)?;
     drop(client);
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(summary)
