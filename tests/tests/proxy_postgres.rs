@@ -277,6 +277,64 @@ async fn a_server_a_session_left_is_reset_and_reused_by_the_next_move() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_server_a_failed_attempt_did_not_use_goes_back() {
+    let s = setup(2, None).await;
+    let (first, first_id) = s.connect().await;
+    let (second, second_id) = s.connect().await;
+    let (a, b) = (s.backend_of(first_id), s.backend_of(second_id));
+    assert_success(
+        &s.proxy
+            .move_session(first_id, Some(b))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert!(eventually(5, || s.proxy.metrics().idle_per_backend[a.0] == 1).await);
+
+    // A temporary table makes the state query refuse, so no attempt reaches the kept server.
+    second
+        .client
+        .batch_execute("CREATE TEMP TABLE scratch (n int)")
+        .await
+        .unwrap();
+    let outcome = s.proxy.move_session(second_id, Some(a)).await.unwrap();
+    assert!(
+        matches!(
+            outcome.result,
+            TransferResult::Recoverable(Failure::StateError(_))
+        ),
+        "{:?}",
+        outcome.result
+    );
+    let metrics = s.proxy.metrics();
+    assert_eq!(metrics.transfer_retries, 2);
+    assert_eq!(metrics.idle_servers_taken, 3);
+    assert_eq!(metrics.idle_per_backend[a.0], 1);
+
+    // It is still good: the next move, once the table is gone, lands on it.
+    second
+        .client
+        .batch_execute("DROP TABLE scratch")
+        .await
+        .unwrap();
+    let kept_pid = {
+        let row = s.clusters[a.0]
+            .psql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'idle' AND pid <> pg_backend_pid();")
+            .unwrap();
+        row.trim().parse::<i32>().unwrap()
+    };
+    assert_success(
+        &s.proxy
+            .move_session(second_id, Some(a))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(backend_pid(&second.client).await, kept_pid);
+    drop(first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_inside_a_transaction_waits_for_commit() {
     let s = setup(2, None).await;
     let (c, id) = s.connect().await;

@@ -15,10 +15,11 @@ pub struct ProxyMetrics {
     pub transfer_retries: u64,
     /// CancelRequests forwarded to the server a session is on.
     pub cancels_forwarded: u64,
-    /// Transfer attempts that moved onto a kept, already started server instead of dialling
-    /// (see [`super::ProxyConfig::max_idle_per_backend`]).
+    /// Transfer attempts that took a kept, already started server instead of dialling (see
+    /// [`super::ProxyConfig::max_idle_per_backend`]).
     pub idle_servers_taken: u64,
-    /// Server connections that sessions left, reset and kept.
+    /// Server connections kept: those that sessions left, once reset, and those an attempt
+    /// took but gave back unused (its transfer failed before reaching the new server).
     pub idle_servers_kept: u64,
     /// Connections kept for each backend now.
     pub idle_per_backend: Vec<usize>,

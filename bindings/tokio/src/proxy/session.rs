@@ -522,8 +522,13 @@ impl Session {
     }
 
     fn outcome(&mut self, outcome: TransferOutcome) {
-        // A connection dialled for this attempt and not taken is not needed any more.
-        self.dial = DialState::Idle;
+        // A connection dialled for this attempt and not taken is not needed any more; a kept
+        // one the machine never used is still clean, so it goes back.
+        if let DialState::Started(server) = std::mem::replace(&mut self.dial, DialState::Idle) {
+            if let Some(m) = self.moving.as_ref() {
+                self.shared.keep_idle(m.to, server);
+            }
+        }
         let from = self.shared.addr(self.backend);
         let to = self.moving.as_ref().map(|m| self.shared.addr(m.to));
         let attempt = self.moving.as_ref().map_or(0, |m| m.attempts);
