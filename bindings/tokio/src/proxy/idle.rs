@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weir::transfer::message::{build_query, BackendKey};
+use weir::transfer::message::{build_query, build_terminate, BackendKey};
 
 /// The longest message a reset may bring (a notice, a parameter report).
 const MAX_RESET_MESSAGE: usize = 64 << 10;
@@ -67,7 +67,9 @@ impl IdlePool {
             return;
         }
         if list.len() >= self.max_per_backend {
-            list.pop_front();
+            if let Some(oldest) = list.pop_front() {
+                terminate(oldest);
+            }
         }
         list.push_back(server);
     }
@@ -75,13 +77,19 @@ impl IdlePool {
     /// Close every connection kept for `backend`.
     pub fn clear(&mut self, backend: usize) {
         if let Some(list) = self.per_backend.get_mut(backend) {
-            list.clear();
+            list.drain(..).for_each(terminate);
         }
     }
 
     pub fn counts(&self) -> Vec<usize> {
         self.per_backend.iter().map(VecDeque::len).collect()
     }
+}
+
+/// Close a kept connection with a Terminate, so the server logs a goodbye, not a lost client.
+/// An idle socket takes 5 bytes at once; if it does not, closing it is enough.
+fn terminate(server: IdleServer) {
+    let _ = server.stream.try_write(&build_terminate());
 }
 
 /// Whether an idle connection is still open and has sent nothing.
@@ -91,26 +99,55 @@ fn is_idle(stream: &TcpStream) -> bool {
 }
 
 /// Reset a server connection that is idle at a message boundary with `DISCARD ALL` (settings,
-/// prepared statements, temporary tables, listens, advisory locks, plans), and wait for it to
-/// be idle again.
-pub(crate) async fn reset(stream: &mut TcpStream, timeout: Duration) -> io::Result<()> {
-    tokio::time::timeout(timeout, discard_all(stream))
+/// prepared statements, temporary tables, listens, advisory locks, plans), then, if
+/// `token_param` names the dialect's revival-token setting, empty that setting: `DISCARD ALL`
+/// puts startup settings back, and a server dialled for a transfer got an earlier session's
+/// token at startup. Waits for the server to be idle again with nothing more to read.
+pub(crate) async fn reset(
+    stream: &mut TcpStream,
+    timeout: Duration,
+    token_param: Option<&str>,
+) -> io::Result<()> {
+    tokio::time::timeout(timeout, reset_queries(stream, token_param))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "DISCARD ALL timed out"))?
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resetting a server timed out"))?
 }
 
-async fn discard_all(stream: &mut TcpStream) -> io::Result<()> {
-    let query = build_query("DISCARD ALL").map_err(io::Error::other)?;
-    stream.write_all(&query).await?;
+async fn reset_queries(stream: &mut TcpStream, token_param: Option<&str>) -> io::Result<()> {
+    // Two Query messages: DISCARD ALL refuses to run inside the implicit transaction of a
+    // multi-statement one.
+    let mut sql = vec!["DISCARD ALL".to_owned()];
+    if let Some(name) = token_param {
+        let literal = name.replace('\'', "''");
+        sql.push(format!(
+            "SELECT pg_catalog.set_config('{literal}', '', false)"
+        ));
+    }
+    let mut queries = Vec::new();
+    for q in &sql {
+        queries.extend_from_slice(&build_query(q).map_err(io::Error::other)?);
+    }
+    stream.write_all(&queries).await?;
     let mut buf = BytesMut::with_capacity(1024);
     let mut discarded = false;
+    let mut ready = 0;
     loop {
         while let Some((tag, body)) = next_message(&mut buf)? {
             match tag {
-                b'C' if &body[..] == b"DISCARD ALL\0" => discarded = true,
-                b'Z' if discarded && &body[..] == b"I" => return Ok(()),
+                b'C' if ready == 0 && &body[..] == b"DISCARD ALL\0" => discarded = true,
+                b'T' | b'D' | b'C' if ready == 1 => {}
+                b'Z' if discarded && &body[..] == b"I" => {
+                    ready += 1;
+                    if ready == sql.len() {
+                        // Anything more would leave the connection mid-message.
+                        return match buf.is_empty() {
+                            true => Ok(()),
+                            false => Err(unexpected(buf[0])),
+                        };
+                    }
+                }
                 b'N' | b'S' => {}
-                b'E' => return Err(io::Error::other("DISCARD ALL failed")),
+                b'E' => return Err(io::Error::other("resetting a server failed")),
                 _ => return Err(unexpected(tag)),
             }
         }
@@ -195,85 +232,151 @@ mod tests {
         vec![("user".into(), user.into())]
     }
 
+    fn kept(stream: TcpStream, user: &str) -> IdleServer {
+        IdleServer {
+            stream,
+            key: None,
+            params: params(user),
+        }
+    }
+
+    fn port(server: &IdleServer) -> u16 {
+        server.stream.local_addr().unwrap().port()
+    }
+
     #[tokio::test]
     async fn takes_by_params_newest_first_and_drops_closed_ones() {
-        let mut pool = IdlePool::new(2, 2);
-        let (a, _a_peer) = pair().await;
-        let (b, b_peer) = pair().await;
+        let mut pool = IdlePool::new(2, 3);
+        let (a, a_peer) = pair().await;
+        let (b, _b_peer) = pair().await;
         let (c, _c_peer) = pair().await;
-        let a_port = a.local_addr().unwrap().port();
-        let c_port = c.local_addr().unwrap().port();
-        for stream in [a, b] {
-            pool.keep(
-                0,
-                IdleServer {
-                    stream,
-                    key: None,
-                    params: params("alice"),
-                },
-            );
-        }
-        pool.keep(
-            0,
-            IdleServer {
-                stream: c,
-                key: None,
-                params: params("bob"),
-            },
+        let (a_port, b_port) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
         );
-        // Bounded: the oldest (a) went when c came.
-        assert_eq!(pool.counts(), vec![2, 0]);
+        pool.keep(0, kept(a, "alice"));
+        pool.keep(0, kept(b, "alice"));
+        pool.keep(0, kept(c, "bob"));
+        assert_eq!(pool.counts(), vec![3, 0]);
         assert!(pool.take(1, &params("alice")).is_none());
         assert!(pool.take(0, &params("carol")).is_none());
-        let bob = pool.take(0, &params("bob")).unwrap();
-        assert_eq!(bob.stream.local_addr().unwrap().port(), c_port);
-        assert_ne!(bob.stream.local_addr().unwrap().port(), a_port);
+        // The newest of alice's two.
+        let newest = pool.take(0, &params("alice")).unwrap();
+        assert_eq!(port(&newest), b_port);
+        pool.keep(0, newest);
 
-        // b's server side closes: the pool notices when asked and drops it.
-        drop(b_peer);
+        // a's server side closes: the pool finds it closed when asked and drops it.
+        drop(a_peer);
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let alice = pool.take(0, &params("alice")).unwrap();
+        assert_eq!(port(&alice), b_port);
         assert!(pool.take(0, &params("alice")).is_none());
-        assert_eq!(pool.counts(), vec![0, 0]);
+        assert_eq!(pool.counts(), vec![1, 0]);
+        assert_ne!(a_port, b_port);
+    }
+
+    #[tokio::test]
+    async fn keeps_at_most_the_limit_and_closes_the_oldest_with_a_terminate() {
+        let mut pool = IdlePool::new(1, 2);
+        let (a, mut a_peer) = pair().await;
+        let (b, _b_peer) = pair().await;
+        let (c, _c_peer) = pair().await;
+        let c_port = c.local_addr().unwrap().port();
+        pool.keep(0, kept(a, "alice"));
+        pool.keep(0, kept(b, "alice"));
+        pool.keep(0, kept(c, "alice"));
+        assert_eq!(pool.counts(), vec![2]);
+        let mut goodbye = Vec::new();
+        a_peer.read_to_end(&mut goodbye).await.unwrap();
+        assert_eq!(goodbye, build_terminate().to_vec());
+        assert_eq!(port(&pool.take(0, &params("alice")).unwrap()), c_port);
+
+        pool.clear(0);
+        assert_eq!(pool.counts(), vec![0]);
+        // Nothing is kept where nothing may be.
+        let mut none = IdlePool::new(1, 0);
+        let (d, _d_peer) = pair().await;
+        none.keep(0, kept(d, "alice"));
+        assert_eq!(none.counts(), vec![0]);
+    }
+
+    /// A server that reads `expect` bytes, answers `reply` in two writes, and hands back what
+    /// it read.
+    async fn scripted(
+        mut server_side: TcpStream,
+        expect: usize,
+        reply: Vec<u8>,
+    ) -> (Vec<u8>, TcpStream) {
+        let mut query = vec![0u8; expect];
+        server_side.read_exact(&mut query).await.unwrap();
+        let half = reply.len() / 2;
+        server_side.write_all(&reply[..half]).await.unwrap();
+        server_side.write_all(&reply[half..]).await.unwrap();
+        (query, server_side)
+    }
+
+    fn discard_all() -> Vec<u8> {
+        build_query("DISCARD ALL").unwrap().to_vec()
     }
 
     #[tokio::test]
     async fn reset_reads_up_to_ready_for_query() {
-        let (mut proxy_side, mut server_side) = pair().await;
-        let server = tokio::spawn(async move {
-            let mut query = vec![0u8; 17];
-            server_side.read_exact(&mut query).await.unwrap();
-            let reply = [
-                message(b'N', b"Mhi\0\0"),
-                message(b'C', b"DISCARD ALL\0"),
-                message(b'Z', b"I"),
-            ]
-            .concat();
-            // Split in two writes to make the reader join them.
-            server_side.write_all(&reply[..8]).await.unwrap();
-            server_side.write_all(&reply[8..]).await.unwrap();
-            (query, server_side)
-        });
-        reset(&mut proxy_side, Duration::from_secs(5))
+        let (mut proxy_side, server_side) = pair().await;
+        let reply = [
+            message(b'N', b"Mhi\0\0"),
+            message(b'C', b"DISCARD ALL\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat();
+        let expected = discard_all();
+        let server = tokio::spawn(scripted(server_side, expected.len(), reply));
+        reset(&mut proxy_side, Duration::from_secs(5), None)
             .await
             .unwrap();
         let (query, _server_side) = server.await.unwrap();
-        assert_eq!(query, build_query("DISCARD ALL").unwrap().to_vec());
+        assert_eq!(query, expected);
     }
 
     #[tokio::test]
-    async fn reset_fails_on_an_error_or_a_transaction_left_open() {
+    async fn reset_empties_the_token_setting() {
+        let (mut proxy_side, server_side) = pair().await;
+        let reply = [
+            message(b'S', b"application_name\0\0"),
+            message(b'C', b"DISCARD ALL\0"),
+            message(b'Z', b"I"),
+            message(b'T', b"\0\x01set_config\0"),
+            message(b'D', b"\0\x01\0\0\0\0"),
+            message(b'C', b"SELECT 1\0"),
+            message(b'Z', b"I"),
+        ]
+        .concat();
+        // The name is quoted as a SQL literal.
+        let clear = "SELECT pg_catalog.set_config('weir.token''s', '', false)";
+        let expected = [discard_all(), build_query(clear).unwrap().to_vec()].concat();
+        let server = tokio::spawn(scripted(server_side, expected.len(), reply));
+        reset(
+            &mut proxy_side,
+            Duration::from_secs(5),
+            Some("weir.token's"),
+        )
+        .await
+        .unwrap();
+        let (query, _server_side) = server.await.unwrap();
+        assert_eq!(query, expected);
+    }
+
+    #[tokio::test]
+    async fn reset_fails_on_an_error_a_transaction_left_open_or_bytes_after_the_end() {
+        let done = [message(b'C', b"DISCARD ALL\0"), message(b'Z', b"I")].concat();
         for reply in [
             message(b'E', b"SERROR\0\0"),
             [message(b'C', b"DISCARD ALL\0"), message(b'Z', b"T")].concat(),
+            [done.clone(), vec![b'N', 0, 0]].concat(),
         ] {
-            let (mut proxy_side, mut server_side) = pair().await;
-            let server = tokio::spawn(async move {
-                let mut query = vec![0u8; 17];
-                server_side.read_exact(&mut query).await.unwrap();
-                server_side.write_all(&reply).await.unwrap();
-                server_side
-            });
-            assert!(reset(&mut proxy_side, Duration::from_secs(5))
+            let (mut proxy_side, server_side) = pair().await;
+            let expected = discard_all().len();
+            let server = tokio::spawn(scripted(server_side, expected, reply));
+            assert!(reset(&mut proxy_side, Duration::from_secs(5), None)
                 .await
                 .is_err());
             drop(server.await.unwrap());

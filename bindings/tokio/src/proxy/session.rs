@@ -396,9 +396,10 @@ impl Session {
                 let shared = self.shared.clone();
                 let params = self.machine.startup_params().to_vec();
                 let timeout = shared.config.connect_timeout;
+                let token_param = shared.config.transfer.dialect.token_param.clone();
                 tokio::spawn(
                     async move {
-                        match idle::reset(&mut old, timeout).await {
+                        match idle::reset(&mut old, timeout, Some(&token_param)).await {
                             Ok(()) => shared.keep_idle(
                                 from,
                                 IdleServer {
