@@ -143,29 +143,24 @@ impl Shared {
 
     /// Keep a reset connection to `backend`, unless the backend is draining.
     pub fn keep_idle(&self, backend: BackendId, server: IdleServer) {
-        let draining = {
-            let mut state = self.lock();
-            let draining = state.backends.get(backend.0).is_none_or(|b| b.draining);
-            if !draining {
-                state.counters.idle_kept += 1;
-            }
-            draining
-        };
-        if !draining {
-            self.idle().keep(backend.0, server);
+        // The registry's lock is held across the pool's (always in this order), so that a
+        // concurrent `set_draining` cannot clear the pool between the check and the keep.
+        let mut state = self.lock();
+        if state.backends.get(backend.0).is_none_or(|b| b.draining) {
+            return;
         }
+        state.counters.idle_kept += 1;
+        self.idle().keep(backend.0, server);
     }
 
     /// Mark a backend as draining or live; draining closes its kept connections.
     pub fn set_draining(&self, backend: BackendId, draining: bool) -> Result<(), MoveError> {
-        {
-            let mut state = self.lock();
-            let b = state
-                .backends
-                .get_mut(backend.0)
-                .ok_or(MoveError::UnknownBackend(backend))?;
-            b.draining = draining;
-        }
+        let mut state = self.lock();
+        let b = state
+            .backends
+            .get_mut(backend.0)
+            .ok_or(MoveError::UnknownBackend(backend))?;
+        b.draining = draining;
         if draining {
             self.idle().clear(backend.0);
         }
