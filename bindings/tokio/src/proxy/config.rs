@@ -23,11 +23,16 @@ pub struct ProxyConfig {
     /// When set, the rebalancer runs with this policy.
     pub rebalance: Option<RebalanceConfig>,
     /// Server connections kept per backend after the sessions on them moved away, reset with
-    /// `DISCARD ALL`, for later moves onto that backend by sessions with the same startup
-    /// parameters: such a move skips the server's startup (a new process and cold caches).
-    /// Only with a dialect that can carry the token to a started server
-    /// ([`weir::transfer::Dialect::started_server_query_template`], as
-    /// [`weir::transfer::Dialect::postgres`] can); 0 turns it off. Default 16.
+    /// `DISCARD ALL` (and the revival-token setting emptied), for later moves onto that
+    /// backend by sessions with the same startup parameters: such a move skips the server's
+    /// startup (a new process and cold caches). Only with a dialect that can carry the token
+    /// to a started server ([`weir::transfer::Dialect::started_server_query_template`], as
+    /// [`weir::transfer::Dialect::postgres`] can, with the two-argument
+    /// `weir.deserialize_session` of [`weir::transfer::POSTGRES_EMULATION_SQL`]: install the
+    /// SQL of this version before turning it on). 0 turns it off. Default 16.
+    ///
+    /// As with any pool of server connections (PgBouncer's too), a CancelRequest still on its
+    /// way when its session moves may reach the next session of the same user on that server.
     pub max_idle_per_backend: usize,
 }
 
