@@ -277,6 +277,61 @@ async fn a_server_a_session_left_is_reset_and_reused_by_the_next_move() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_server_holds_no_earlier_revival_token() {
+    let s = setup(2, None).await;
+    let (first, first_id) = s.connect().await;
+    let (second, second_id) = s.connect().await;
+    let (a, b) = (s.backend_of(first_id), s.backend_of(second_id));
+    let (c1, c2) = (&first.client, &second.client);
+    let token = "SELECT current_setting('weir.session_revival_token', true)";
+    let kept = |backend: BackendId, n: usize| {
+        let proxy = &s.proxy;
+        move || proxy.metrics().idle_per_backend[backend.0] == n
+    };
+
+    // The first session moves onto a server dialled for it: that server got a token at startup.
+    assert_success(
+        &s.proxy
+            .move_session(first_id, Some(b))
+            .await
+            .unwrap()
+            .result,
+    );
+    let dialled = backend_pid(c1).await;
+    let own: Option<String> = c1.query_one(token, &[]).await.unwrap().get(0);
+    assert!(own.is_some_and(|t| !t.is_empty()));
+    assert!(eventually(5, kept(a, 1)).await);
+    assert_success(
+        &s.proxy
+            .move_session(second_id, Some(a))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert!(eventually(5, kept(b, 1)).await);
+    // It leaves; the dialled server is reset and kept, the newest on b.
+    assert_success(
+        &s.proxy
+            .move_session(first_id, Some(a))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert!(eventually(5, kept(b, 2)).await);
+
+    assert_success(
+        &s.proxy
+            .move_session(second_id, Some(b))
+            .await
+            .unwrap()
+            .result,
+    );
+    assert_eq!(backend_pid(c2).await, dialled);
+    let left: Option<String> = c2.query_one(token, &[]).await.unwrap().get(0);
+    assert_eq!(left.unwrap_or_default(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_server_a_failed_attempt_did_not_use_goes_back() {
     let s = setup(2, None).await;
     let (first, first_id) = s.connect().await;
