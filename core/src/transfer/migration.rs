@@ -72,7 +72,6 @@ pub(super) struct Transfer {
     held_client_len: usize,
     held_server: VecDeque<Bytes>,
     held_server_len: usize,
-    pub(super) dial_params: Vec<(String, String)>,
     /// The base64 session state and revival token, once the old server gave them.
     state: String,
     token: String,
@@ -93,7 +92,6 @@ impl Transfer {
             held_client_len: 0,
             held_server: VecDeque::new(),
             held_server_len: 0,
-            dial_params: Vec::new(),
             state: String::new(),
             token: String::new(),
             new_server: None,
@@ -342,7 +340,6 @@ impl Machine {
         };
         let mut params = self.startup_params.clone();
         params.push((self.config.dialect.token_param.clone(), token.clone()));
-        t.dial_params = params.clone();
         t.state = state;
         t.token = token;
         t.step = Step::Dial;

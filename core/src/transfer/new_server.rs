@@ -34,7 +34,13 @@ impl Machine {
         let Some(t) = self.transfer.as_mut() else {
             return Err(Error::NoNewServer);
         };
-        let params = t.dial_params.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        // The client's startup parameters plus the token: what DialNewServer announced.
+        let token = (self.config.dialect.token_param.as_str(), t.token());
+        let params = self
+            .startup_params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(core::iter::once(token));
         match build_startup_message(params, self.config.framer.max_startup_len as usize) {
             Ok(startup) => {
                 t.step = Step::Auth;
@@ -241,13 +247,12 @@ impl Machine {
         let Some(mut t) = self.transfer.take() else {
             return;
         };
-        let old_key = self.server_key.clone();
         // Reusable only if the old server is exactly where the state query's ReadyForQuery
         // left it: nothing held, no partial message.
         let idle = t.held_server_len() == 0 && self.server.at_boundary();
         if self.config.reuse_old_server && idle {
-            self.outputs
-                .push_back(Output::ReleaseOldServer { key: old_key });
+            let key = self.server_key.clone();
+            self.outputs.push_back(Output::ReleaseOldServer { key });
         } else {
             self.transmit(Peer::Server, Source::Machine, build_terminate());
             self.outputs.push_back(Output::CloseOldServer);
