@@ -99,37 +99,35 @@ fn is_idle(stream: &TcpStream) -> bool {
 }
 
 /// Reset a server connection that is idle at a message boundary with `DISCARD ALL` (settings,
-/// prepared statements, temporary tables, listens, advisory locks, plans), then, if
-/// `token_param` names the dialect's revival-token setting, empty that setting: `DISCARD ALL`
-/// puts startup settings back, and a server dialled for a transfer got an earlier session's
-/// token at startup. Waits for the server to be idle again with nothing more to read.
+/// prepared statements, temporary tables, listens, advisory locks, plans), then empty the
+/// dialect's revival-token setting `token_param`: `DISCARD ALL` puts startup settings back, and
+/// a server dialled for a transfer got an earlier session's token at startup. Waits for the
+/// server to be idle again with nothing more to read.
 pub(crate) async fn reset(
     stream: &mut TcpStream,
     timeout: Duration,
-    token_param: Option<&str>,
+    token_param: &str,
 ) -> io::Result<()> {
     tokio::time::timeout(timeout, reset_queries(stream, token_param))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resetting a server timed out"))?
 }
 
-async fn reset_queries(stream: &mut TcpStream, token_param: Option<&str>) -> io::Result<()> {
+async fn reset_queries(stream: &mut TcpStream, token_param: &str) -> io::Result<()> {
     // Two Query messages: DISCARD ALL refuses to run inside the implicit transaction of a
     // multi-statement one.
-    let mut sql = vec!["DISCARD ALL".to_owned()];
-    if let Some(name) = token_param {
-        let literal = name.replace('\'', "''");
-        sql.push(format!(
-            "SELECT pg_catalog.set_config('{literal}', '', false)"
-        ));
-    }
+    let clear = format!(
+        "SELECT pg_catalog.set_config('{}', '', false)",
+        token_param.replace('\'', "''")
+    );
     let mut queries = Vec::new();
-    for q in &sql {
-        queries.extend_from_slice(&build_query(q).map_err(io::Error::other)?);
+    for sql in ["DISCARD ALL", clear.as_str()] {
+        queries.extend_from_slice(&build_query(sql).map_err(io::Error::other)?);
     }
     stream.write_all(&queries).await?;
     let mut buf = BytesMut::with_capacity(1024);
     let mut discarded = false;
+    // ReadyForQuery messages seen: one per query.
     let mut ready = 0;
     loop {
         while let Some((tag, body)) = next_message(&mut buf)? {
@@ -138,7 +136,7 @@ async fn reset_queries(stream: &mut TcpStream, token_param: Option<&str>) -> io:
                 b'T' | b'D' | b'C' if ready == 1 => {}
                 b'Z' if discarded && &body[..] == b"I" => {
                     ready += 1;
-                    if ready == sql.len() {
+                    if ready == 2 {
                         // Anything more would leave the connection mid-message.
                         return match buf.is_empty() {
                             true => Ok(()),
@@ -315,32 +313,20 @@ mod tests {
         (query, server_side)
     }
 
-    fn discard_all() -> Vec<u8> {
-        build_query("DISCARD ALL").unwrap().to_vec()
-    }
-
-    #[tokio::test]
-    async fn reset_reads_up_to_ready_for_query() {
-        let (mut proxy_side, server_side) = pair().await;
-        let reply = [
-            message(b'N', b"Mhi\0\0"),
-            message(b'C', b"DISCARD ALL\0"),
-            message(b'Z', b"I"),
+    /// The two queries of a reset that empties `weir.token's`, whose name needs quoting.
+    fn reset_queries_sent() -> Vec<u8> {
+        let clear = "SELECT pg_catalog.set_config('weir.token''s', '', false)";
+        [
+            build_query("DISCARD ALL").unwrap(),
+            build_query(clear).unwrap(),
         ]
-        .concat();
-        let expected = discard_all();
-        let server = tokio::spawn(scripted(server_side, expected.len(), reply));
-        reset(&mut proxy_side, Duration::from_secs(5), None)
-            .await
-            .unwrap();
-        let (query, _server_side) = server.await.unwrap();
-        assert_eq!(query, expected);
+        .concat()
     }
 
-    #[tokio::test]
-    async fn reset_empties_the_token_setting() {
-        let (mut proxy_side, server_side) = pair().await;
-        let reply = [
+    /// What a server answers to them.
+    fn reset_reply() -> Vec<u8> {
+        [
+            message(b'N', b"Mhi\0\0"),
             message(b'S', b"application_name\0\0"),
             message(b'C', b"DISCARD ALL\0"),
             message(b'Z', b"I"),
@@ -349,36 +335,36 @@ mod tests {
             message(b'C', b"SELECT 1\0"),
             message(b'Z', b"I"),
         ]
-        .concat();
-        // The name is quoted as a SQL literal.
-        let clear = "SELECT pg_catalog.set_config('weir.token''s', '', false)";
-        let expected = [discard_all(), build_query(clear).unwrap().to_vec()].concat();
-        let server = tokio::spawn(scripted(server_side, expected.len(), reply));
-        reset(
-            &mut proxy_side,
-            Duration::from_secs(5),
-            Some("weir.token's"),
-        )
-        .await
-        .unwrap();
+        .concat()
+    }
+
+    #[tokio::test]
+    async fn reset_discards_then_empties_the_token_setting() {
+        let (mut proxy_side, server_side) = pair().await;
+        let expected = reset_queries_sent();
+        let server = tokio::spawn(scripted(server_side, expected.len(), reset_reply()));
+        reset(&mut proxy_side, Duration::from_secs(5), "weir.token's")
+            .await
+            .unwrap();
         let (query, _server_side) = server.await.unwrap();
         assert_eq!(query, expected);
     }
 
     #[tokio::test]
     async fn reset_fails_on_an_error_a_transaction_left_open_or_bytes_after_the_end() {
-        let done = [message(b'C', b"DISCARD ALL\0"), message(b'Z', b"I")].concat();
         for reply in [
             message(b'E', b"SERROR\0\0"),
             [message(b'C', b"DISCARD ALL\0"), message(b'Z', b"T")].concat(),
-            [done.clone(), vec![b'N', 0, 0]].concat(),
+            [reset_reply(), vec![b'N', 0, 0]].concat(),
         ] {
             let (mut proxy_side, server_side) = pair().await;
-            let expected = discard_all().len();
+            let expected = reset_queries_sent().len();
             let server = tokio::spawn(scripted(server_side, expected, reply));
-            assert!(reset(&mut proxy_side, Duration::from_secs(5), None)
-                .await
-                .is_err());
+            assert!(
+                reset(&mut proxy_side, Duration::from_secs(5), "weir.token's")
+                    .await
+                    .is_err()
+            );
             drop(server.await.unwrap());
         }
     }

@@ -399,7 +399,7 @@ impl Session {
                 let token_param = shared.config.transfer.dialect.token_param.clone();
                 tokio::spawn(
                     async move {
-                        match idle::reset(&mut old, timeout, Some(&token_param)).await {
+                        match idle::reset(&mut old, timeout, &token_param).await {
                             Ok(()) => shared.keep_idle(
                                 from,
                                 IdleServer {
