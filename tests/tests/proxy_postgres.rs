@@ -76,6 +76,12 @@ impl Setup {
         (Conn { client, connection }, id)
     }
 
+    /// Move a session and require that the move succeeded.
+    async fn move_ok(&self, id: SessionId, to: Option<BackendId>) {
+        let outcome = self.proxy.move_session(id, to).await.unwrap();
+        assert_success(&outcome.result);
+    }
+
     fn backend_of(&self, id: SessionId) -> BackendId {
         self.proxy
             .sessions()
@@ -213,23 +219,11 @@ async fn a_server_a_session_left_is_reset_and_reused_by_the_next_move() {
     let plus_one = c2.prepare("SELECT $1::int + 1").await.unwrap();
 
     // The first session leaves `a`; its server there is reset and kept.
-    assert_success(
-        &s.proxy
-            .move_session(first_id, Some(b))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(first_id, Some(b)).await;
     assert!(eventually(5, || s.proxy.metrics().idle_per_backend[a.0] == 1).await);
 
     // The second session moves onto that very server process, with its own state only.
-    assert_success(
-        &s.proxy
-            .move_session(second_id, Some(a))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(second_id, Some(a)).await;
     assert_eq!(server_port(c2).await, s.port_of(a));
     assert_eq!(backend_pid(c2).await, left_behind);
     assert_eq!(setting(c2, "search_path").await, "app, public");
@@ -290,42 +284,18 @@ async fn a_reused_server_holds_no_earlier_revival_token() {
     };
 
     // The first session moves onto a server dialled for it: that server got a token at startup.
-    assert_success(
-        &s.proxy
-            .move_session(first_id, Some(b))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(first_id, Some(b)).await;
     let dialled = backend_pid(c1).await;
     let own: Option<String> = c1.query_one(token, &[]).await.unwrap().get(0);
     assert!(own.is_some_and(|t| !t.is_empty()));
     assert!(eventually(5, kept(a, 1)).await);
-    assert_success(
-        &s.proxy
-            .move_session(second_id, Some(a))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(second_id, Some(a)).await;
     assert!(eventually(5, kept(b, 1)).await);
     // It leaves; the dialled server is reset and kept, the newest on b.
-    assert_success(
-        &s.proxy
-            .move_session(first_id, Some(a))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(first_id, Some(a)).await;
     assert!(eventually(5, kept(b, 2)).await);
 
-    assert_success(
-        &s.proxy
-            .move_session(second_id, Some(b))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(second_id, Some(b)).await;
     assert_eq!(backend_pid(c2).await, dialled);
     let left: Option<String> = c2.query_one(token, &[]).await.unwrap().get(0);
     assert_eq!(left.unwrap_or_default(), "");
@@ -337,13 +307,7 @@ async fn a_kept_server_a_failed_attempt_did_not_use_goes_back() {
     let (first, first_id) = s.connect().await;
     let (second, second_id) = s.connect().await;
     let (a, b) = (s.backend_of(first_id), s.backend_of(second_id));
-    assert_success(
-        &s.proxy
-            .move_session(first_id, Some(b))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(first_id, Some(b)).await;
     assert!(eventually(5, || s.proxy.metrics().idle_per_backend[a.0] == 1).await);
 
     // A temporary table makes the state query refuse, so no attempt reaches the kept server.
@@ -378,13 +342,7 @@ async fn a_kept_server_a_failed_attempt_did_not_use_goes_back() {
             .unwrap();
         row.trim().parse::<i32>().unwrap()
     };
-    assert_success(
-        &s.proxy
-            .move_session(second_id, Some(a))
-            .await
-            .unwrap()
-            .result,
-    );
+    s.move_ok(second_id, Some(a)).await;
     assert_eq!(backend_pid(&second.client).await, kept_pid);
     drop(first);
 }
@@ -649,7 +607,7 @@ async fn a_cancel_reaches_the_server_after_moves() {
     let s = setup(2, None).await;
     let (c, id) = s.connect().await;
     for _ in 0..3 {
-        assert_success(&s.proxy.move_session(id, None).await.unwrap().result);
+        s.move_ok(id, None).await;
     }
     let cancel = c.client.cancel_token();
     let sleeper = async { c.client.batch_execute("SELECT pg_sleep(30)").await };
