@@ -81,8 +81,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod error;
 pub mod flow;
 pub mod frontier;
+pub mod histogram;
 pub mod mux;
 pub mod time;
 pub mod transfer;

@@ -2,7 +2,9 @@
 //!
 //! The core never reads a clock. Every input that depends on time carries a [`Instant`]: a count of
 //! nanoseconds since an epoch the caller picks (process start, a virtual clock in a simulation, the
-//! Unix epoch). The only rule is that it never goes backwards for one machine.
+//! Unix epoch). A `now` earlier than one a machine has already seen is taken as that one: every
+//! machine passes its inputs' `now` through a [`Monotonic`], so time that goes backwards (a clock
+//! stepped back, two threads racing to read it) means "no time passed", the same way everywhere.
 //!
 //! ```
 //! use core::time::Duration;
@@ -77,6 +79,36 @@ impl Instant {
     pub fn saturating_sub(self, duration: Duration) -> Instant {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         Instant(self.0.saturating_sub(nanos))
+    }
+}
+
+/// The latest `now` a machine has been given: the one place where time that goes backwards is
+/// clamped.
+///
+/// ```
+/// use weir::time::{Instant, Monotonic};
+///
+/// let mut clock = Monotonic::default();
+/// assert_eq!(clock.observe(Instant::from_secs(5)), Instant::from_secs(5));
+/// assert_eq!(clock.observe(Instant::from_secs(3)), Instant::from_secs(5)); // went backwards
+/// assert_eq!(clock.now(), Instant::from_secs(5));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Monotonic {
+    latest: Instant,
+}
+
+impl Monotonic {
+    /// Takes in a caller's `now` and gives back the machine's: the later of it and every earlier
+    /// one.
+    pub fn observe(&mut self, now: Instant) -> Instant {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
+    /// The latest `now` observed ([`Instant::ZERO`] before the first).
+    pub const fn now(self) -> Instant {
+        self.latest
     }
 }
 

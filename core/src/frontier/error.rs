@@ -20,3 +20,15 @@ pub enum FrontierError {
         limit: usize,
     },
 }
+
+impl crate::error::Kind for FrontierError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            FrontierError::EmptySpan
+            | FrontierError::InvertedSpan
+            | FrontierError::UnboundedPrefix => ErrorKind::Usage,
+            FrontierError::TooManyEntries { .. } => ErrorKind::Limit,
+        }
+    }
+}
