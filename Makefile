@@ -11,9 +11,12 @@ FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
+# The Go toolchain for the interop peer (tests/interop/go): the one on PATH, else Go's default place.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GO_PEER := target/drpc-go-peer
 
 .PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
+	go-peer bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
 all: test
@@ -55,9 +58,19 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+# weir-tests' go_interop runs against the stock Go DRPC peer, found through WEIR_GO_PEER.
+unit: go-peer
 	@mkdir -p target
-	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test-output.txt
+	set -o pipefail; WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) $(CARGO) test --workspace 2>&1 \
+		| tee target/test-output.txt
+
+# The Go DRPC peer for the interop tests, with the versions go.mod and go.sum pin (no edits to
+# them: -mod=readonly). Rebuilt only when its sources change; Go's build cache keeps that quick.
+go-peer: $(GO_PEER)
+
+$(GO_PEER): tests/interop/go/go.mod tests/interop/go/go.sum $(wildcard tests/interop/go/peer/*.go)
+	@mkdir -p target
+	cd tests/interop/go && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o $(CURDIR)/$@ ./peer
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
