@@ -347,7 +347,9 @@ func runCase(addr, name string) error {
 	case "large-16m":
 		return expectEcho(ctx, conn, pattern(16<<20))
 	case "cancel":
-		return cancelHold(ctx, conn)
+		return cancelHold(ctx, conn, 100*time.Millisecond)
+	case "cancel-then-call":
+		return cancelHold(ctx, conn, 0)
 	case "unknown":
 		_, err := invoke(ctx, conn, rpcUnknown, []byte("x"))
 		if err := expectError(err, 0, `protocol error: unknown rpc: "`+rpcUnknown+`"`); err != nil {
@@ -450,8 +452,9 @@ func bidi(ctx context.Context, conn *drpcconn.Conn) error {
 }
 
 // cancelHold exchanges two messages on a Hold stream, cancels it (a soft cancel: a Cancel frame,
-// the connection stays), then checks the connection still works and what the server saw.
-func cancelHold(ctx context.Context, conn *drpcconn.Conn) error {
+// the connection stays), waits pause, then checks the connection still works and what the server
+// saw. With no pause the Cancel and the next Invoke usually reach the server in one read.
+func cancelHold(ctx context.Context, conn *drpcconn.Conn, pause time.Duration) error {
 	sctx, cancel := context.WithCancel(ctx)
 	stream, err := conn.NewStream(sctx, rpcHold, enc)
 	if err != nil {
@@ -475,6 +478,7 @@ func cancelHold(ctx context.Context, conn *drpcconn.Conn) error {
 	if err := stream.MsgRecv(&msg, enc); !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("recv after cancel: got %v, want context.Canceled", err)
 	}
+	time.Sleep(pause)
 	select {
 	case <-conn.Closed():
 		return errors.New("the soft cancel closed the connection")
