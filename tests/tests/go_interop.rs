@@ -544,3 +544,184 @@ mod weir_client_go_server {
         .await;
     }
 }
+
+/// weir's mux mode against the stock Go peer, which speaks only compat. Not a pass/fail test:
+/// each probe runs a few calls with short timeouts and prints what happened, with a summary of
+/// the frames each side wrote (seen through a relay). The findings are in
+/// tests/interop/go/README.md; run with
+/// `cargo test -p weir-tests --test go_interop mux_probe -- --ignored --nocapture --test-threads 1`.
+mod mux_probe {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+    use weir::mux::session::Mode;
+    use weir::mux::wire::parse_frame;
+
+    fn mux() -> Config {
+        Config {
+            mode: Mode::Mux,
+            ..config()
+        }
+    }
+
+    type Wire = Arc<Mutex<Vec<u8>>>;
+
+    /// Relay one connection from a new listener to `target`, keeping what each side wrote.
+    /// Returns the listener's address, and the client's and the server's bytes.
+    async fn relay(target: String) -> (String, Wire, Wire) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (up, down) = (Wire::default(), Wire::default());
+        let (u, d) = (up.clone(), down.clone());
+        tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = TcpStream::connect(target).await.unwrap();
+            client.set_nodelay(true).unwrap();
+            server.set_nodelay(true).unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::join!(pump(cr, sw, u), pump(sr, cw, d));
+        });
+        (addr, up, down)
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        wire: Wire,
+    ) {
+        let mut buf = vec![0; 64 << 10];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            wire.lock().unwrap().extend_from_slice(&buf[..n]);
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+
+    /// The frames in `wire`, runs of alike frames (same kind and stream) folded into one line.
+    fn frames(who: &str, wire: &Wire) {
+        let wire = wire.lock().unwrap();
+        let mut rest = &wire[..];
+        let mut lines: Vec<(String, usize, usize)> = Vec::new();
+        while let Ok(Some((frame, used))) = parse_frame(rest) {
+            let line = format!(
+                "{}{} s:{}{}",
+                frame.kind,
+                if frame.control { " (control)" } else { "" },
+                frame.id.stream,
+                if frame.id.stream == 0 {
+                    format!(" m:{} data:{:02x?}", frame.id.message, frame.data)
+                } else if frame.kind == weir::mux::wire::Kind::ERROR && frame.data.len() >= 8 {
+                    let (code, message) = frame.data.split_at(8);
+                    let code = u64::from_be_bytes(code.try_into().unwrap());
+                    format!(" code:{code} {:?}", String::from_utf8_lossy(message))
+                } else {
+                    String::new()
+                }
+            );
+            match lines.last_mut() {
+                Some((last, n, bytes)) if *last == line => {
+                    *n += 1;
+                    *bytes += frame.data.len();
+                }
+                _ => lines.push((line, 1, frame.data.len())),
+            }
+            rest = &rest[used..];
+        }
+        eprintln!("  {who} wrote {} bytes:", wire.len());
+        for (line, n, bytes) in lines {
+            eprintln!("    {n} x {line} ({bytes} data bytes)");
+        }
+        if !rest.is_empty() {
+            eprintln!("    + {} bytes that are no whole frame", rest.len());
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "a probe: prints what happens"]
+    async fn weir_mux_client_go_server() {
+        // Stream windows as large as the connection's, so that the connection's credit is what
+        // runs out.
+        let wide = Config {
+            initial_stream_window: 16 << 20,
+            ..mux()
+        };
+        for (name, config, sizes) in [
+            (
+                "5 B, 200 KiB, then 1 MiB",
+                mux(),
+                &[5, 200 << 10, 1 << 20][..],
+            ),
+            ("1 MiB first", mux(), &[1 << 20][..]),
+            ("2 MiB first, 16 MiB stream windows", wide, &[2 << 20][..]),
+        ] {
+            eprintln!("weir mux client -> Go server, {name}:");
+            let server = go_server().await;
+            let (addr, up, down) = relay(server.addr.clone()).await;
+            let tcp = TcpStream::connect(&addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let client = Client::connect(tcp, config);
+            for &len in sizes {
+                let call = timeout(Duration::from_secs(3), client.call(ECHO, pattern(len))).await;
+                let result = match call {
+                    Ok(Ok(reply)) => format!("echoed {} bytes", reply.len()),
+                    Ok(Err(e)) => format!("error: {e}"),
+                    Err(_) => "no answer in 3 s".to_owned(),
+                };
+                eprintln!("  echo of {len} bytes: {result}");
+            }
+            drop(client);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(dir) = std::env::var_os("WEIR_PROBE_DUMP") {
+                let name = name.replace(' ', "_").replace(',', "");
+                std::fs::write(PathBuf::from(dir).join(name), &*up.lock().unwrap()).unwrap();
+            }
+            frames("weir", &up);
+            frames("Go", &down);
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "a probe: prints what happens"]
+    async fn go_client_weir_mux_server() {
+        let cases = [
+            "unary",
+            "empty",
+            "error",
+            "server-stream",
+            "bidi",
+            "large-1m",
+            "cancel",
+        ];
+        for case in cases {
+            eprintln!("Go client -> weir mux server, {case}:");
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let server = listener.local_addr().unwrap().to_string();
+            let serve = tokio::spawn({
+                let router = router(Arc::default());
+                async move { router.serve_tcp(listener, mux()).await }
+            });
+            let (addr, up, down) = relay(server).await;
+            let output = Command::new(go_peer())
+                .args(["-mode", "client", "-addr", &addr, "-case", case])
+                .kill_on_drop(true)
+                .output();
+            match timeout(Duration::from_secs(5), output).await {
+                Ok(output) => {
+                    let output = output.unwrap();
+                    eprintln!(
+                        "  {}: {}",
+                        output.status,
+                        String::from_utf8_lossy(&output.stdout).trim()
+                    );
+                }
+                Err(_) => eprintln!("  no result in 5 s"),
+            }
+            serve.abort();
+            frames("Go", &up);
+            frames("weir", &down);
+        }
+    }
+}
