@@ -11,8 +11,15 @@ FUZZ_SMOKE_RUNS ?= 20000
 FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_SECONDS ?= 600
 NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
+# The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
+# `default` is the whole workspace with default features; every other word is the weir crate alone
+# with those cargo flags: `--` goes in front and `+` stands for a space, so
+# `no-default-features+features=serde` is `--no-default-features --features=serde` (serde on
+# no_std). Override for a quicker run, e.g. `make unit WEIR_FEATURE_SETS=all-features`.
+WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=serde all-features
 
-.PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
+.PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build \
+	fuzz-smoke fuzz \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -43,6 +50,12 @@ test: tools vectors fmt-check clippy unit doc no-std fuzz-smoke
 	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
 		END { printf "weir: %d passed, %d failed\n", passed, failed }' target/test-output.txt
 
+# The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
+# command after it runs once per set and must end the loop with `|| exit 1; done`.
+for_each_feature_set = for set in $(WEIR_FEATURE_SETS); do \
+	if [ "$$set" = default ]; then args=--workspace; else args="-p weir --$${set//+/ --}"; fi; \
+	echo "== $@ ($$set): $$args";
+
 # The Go-recorded vectors must stay exactly as they were copied.
 vectors:
 	cd tests/vectors/drpc && sha256sum --check --quiet SHA256SUMS
@@ -53,14 +66,16 @@ fmt-check:
 	cd bench && $(CARGO) fmt --all --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(for_each_feature_set) $(CARGO) clippy $$args --all-targets -- -D warnings || exit 1; done
 
+# Every feature set's output goes to one file, which `test` totals.
 unit:
-	@mkdir -p target
-	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee target/test-output.txt
+	@mkdir -p target && rm -f target/test-output.txt
+	@set -o pipefail; $(for_each_feature_set) \
+		$(CARGO) test $$args 2>&1 | tee -a target/test-output.txt || exit 1; done
 
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done
 
 no-std:
 	for t in $(NO_STD_TARGETS); do \
