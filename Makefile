@@ -14,9 +14,20 @@ NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 # The Go toolchain for the interop peer (tests/interop/go): the one on PATH, else Go's default place.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GO_PEER := target/drpc-go-peer
+# The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
+# `default` is the whole workspace with default features; every other word is the weir crate alone
+# with those cargo flags: `--` goes in front and `+` stands for a space, so
+# `no-default-features+features=serde` is `--no-default-features --features=serde` (serde on
+# no_std). Override for a quicker run, e.g. `make unit WEIR_FEATURE_SETS=all-features`.
+WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=serde all-features
+# Test binaries that legitimately hold no tests, as the test summary names them
+# (`unittests:<binary>`, `tests:<binary>`, `doctests:<crate>`). Any other binary that reports
+# `running 0 tests` fails `make test`, and so does an entry here whose binary now runs tests.
+WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:proxy unittests:weir_tests
 
-.PHONY: all demo test tools vectors fmt-check clippy unit doc no-std fuzz-build fuzz-smoke fuzz \
-	go-peer bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
+.PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
+	fuzz-smoke fuzz go-peer \
+	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
 all: test
@@ -41,10 +52,15 @@ demo:
 
 ## Tests ------------------------------------------------------------------------------------------
 
-# Ends with one line that totals every cargo test summary of the run.
+# Ends with one line that totals every cargo test summary of the run (test-summary).
 test: tools vectors fmt-check clippy unit doc no-std fuzz-smoke
-	@awk '/^test result:/ { passed += $$4; failed += $$6 } \
-		END { printf "weir: %d passed, %d failed\n", passed, failed }' target/test-output.txt
+	@$(MAKE) --no-print-directory test-summary
+
+# The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
+# command after it runs once per set and must end the loop with `|| exit 1; done`.
+for_each_feature_set = for set in $(WEIR_FEATURE_SETS); do \
+	if [ "$$set" = default ]; then args=--workspace; else args="-p weir --$${set//+/ --}"; fi; \
+	echo "== $@ ($$set): $$args";
 
 # The Go-recorded vectors must stay exactly as they were copied.
 vectors:
@@ -56,13 +72,14 @@ fmt-check:
 	cd bench && $(CARGO) fmt --all --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(for_each_feature_set) $(CARGO) clippy $$args --all-targets -- -D warnings || exit 1; done
 
-# weir-tests' go_interop runs against the stock Go DRPC peer, found through WEIR_GO_PEER.
+# Every feature set's output goes to one file, which test-summary checks and totals. weir-tests'
+# go_interop runs against the stock Go DRPC peer, found through WEIR_GO_PEER.
 unit: go-peer
-	@mkdir -p target
-	set -o pipefail; WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) $(CARGO) test --workspace 2>&1 \
-		| tee target/test-output.txt
+	@mkdir -p target && rm -f target/test-output.txt
+	@set -o pipefail; $(for_each_feature_set) WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) \
+		$(CARGO) test $$args 2>&1 | tee -a target/test-output.txt || exit 1; done
 
 # The Go DRPC peer for the interop tests, with the versions go.mod and go.sum pin (no edits to
 # them: -mod=readonly). Rebuilt only when its sources change; Go's build cache keeps that quick.
@@ -73,7 +90,14 @@ $(GO_PEER): tests/interop/go/go.mod tests/interop/go/go.sum $(wildcard tests/int
 	cd tests/interop/go && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o $(CURDIR)/$@ ./peer
 
 doc:
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done
+
+# Totals target/test-output.txt, and fails unless it is whole: every test binary that started
+# reported `running N tests` and a result, none failed, cargo reported no error, and no binary
+# outside WEIR_NO_TESTS ran zero tests.
+test-summary:
+	@test -s target/test-output.txt || { echo "weir: no test output in target/test-output.txt"; exit 1; }
+	@awk -v allow="$(WEIR_NO_TESTS)" "$$WEIR_SUMMARY_AWK" target/test-output.txt
 
 no-std:
 	for t in $(NO_STD_TARGETS); do \
@@ -141,3 +165,52 @@ bench-transfer-core:
 
 bench-frontier:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench frontier
+
+## The test summary (test-summary) -----------------------------------------------------------------
+
+# Binaries are named from cargo's `Running` and `Doc-tests` lines: `unittests:<binary>` for a
+# crate's lib or bin, `tests:<binary>` for an integration test, `doctests:<crate>`.
+define WEIR_SUMMARY_AWK
+function problem(message) { printf "weir: FAIL: %s\n", message; bad = 1 }
+function start(name) {
+	if (current != "") problem(current " reported no result");
+	binaries++; current = name; counted = 0
+}
+BEGIN { n = split(allow, list, " "); for (i = 1; i <= n; i++) allowed[list[i]] = 1 }
+/^ +Running / {
+	bin = $$NF; sub(/\)$$/, "", bin); sub(/.*\//, "", bin); sub(/-[0-9a-f]+$$/, "", bin);
+	start(($$2 == "unittests" ? "unittests:" : "tests:") bin); next
+}
+/^ +Doc-tests / { start("doctests:" $$2); next }
+/^running [0-9]+ tests?$$/ {
+	if (current == "" || counted) { problem("`" $$0 "` outside a test binary"); next }
+	counted = 1; runs++;
+	if ($$2 == 0) {
+		empty[current] = 1;
+		if (!(current in allowed))
+			problem(current " ran no tests (add it to WEIR_NO_TESTS only if it is meant to hold none)")
+	} else {
+		ran[current] = 1
+	}
+	next
+}
+/^test result: / {
+	results++; passed += $$4; failed += $$6;
+	if ($$3 != "ok.") problem(current " failed");
+	current = ""; next
+}
+/^error(\[E[0-9]+\])?: / { problem("cargo: " $$0) }
+END {
+	if (current != "") problem(current " reported no result");
+	for (name in allowed)
+		if ((name in ran) && !(name in empty))
+			problem(name " is in WEIR_NO_TESTS but runs tests: take it out");
+	if (binaries == 0) problem("no test binary ran");
+	if (runs != binaries || results != binaries)
+		problem(sprintf("%d test binaries started, %d reported running, %d reported a result",
+			binaries, runs, results));
+	printf "weir: %d passed, %d failed (%d test binaries)\n", passed, failed, binaries;
+	exit (bad || failed > 0) ? 1 : 0
+}
+endef
+export WEIR_SUMMARY_AWK

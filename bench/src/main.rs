@@ -10,6 +10,7 @@
 //! The unary figure is compared with tonic gRPC unary (a raw-bytes codec, one HTTP/2
 //! connection) and with yamux (one stream per call carrying the same length-prefixed echo).
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,8 +20,11 @@ use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
 use weir_tokio::{Client, Router, Server};
 
+mod stats;
 mod tonic_echo;
 mod yamux_echo;
+
+use stats::{percentile, ratio};
 
 const MIB: usize = 1 << 20;
 const HOL_MESSAGE: usize = 64 << 20;
@@ -151,14 +155,14 @@ async fn unary(time: Duration) -> f64 {
     calls as f64 / started.elapsed().as_secs_f64()
 }
 
-fn p99(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let i = (samples.len() * 99).div_ceil(100).max(1) - 1;
-    samples[i]
+/// The p99 of `samples` in ms; an error naming `what` they are when there are none.
+fn p99_ms(what: &str, samples: &[Duration]) -> Result<f64, String> {
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    percentile(what, &ms, 99.0)
 }
 
-/// p99 of `calls` sequential 100-byte calls alone, then while 64 MiB messages stream.
-async fn hol(calls: usize, send_buffer: Option<u32>) -> (Duration, Duration) {
+/// p99 in ms of `calls` sequential 100-byte calls alone, then while 64 MiB messages stream.
+async fn hol(calls: usize, send_buffer: Option<u32>) -> Result<(f64, f64), String> {
     let client = match send_buffer {
         Some(bytes) => weir_on(small_buffer_pair(bytes).await),
         None => weir_pair().await,
@@ -204,10 +208,25 @@ async fn hol(calls: usize, send_buffer: Option<u32>) -> (Duration, Duration) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, counted) = bulk.await.unwrap();
     assert_eq!(counted, sent);
-    (p99(alone), p99(beside))
+    Ok((
+        p99_ms("calls alone", &alone)?,
+        p99_ms("calls beside a 64 MiB message", &beside)?,
+    ))
 }
 
-fn main() {
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-mux: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every phase asked for, then the `name=value` lines. A figure with nothing to compute it
+/// from (no samples, a baseline of 0) fails the benchmark instead of printing 0 or `inf`.
+fn bench() -> Result<(), String> {
     let quick = std::env::var("WEIR_BENCH_QUICK").is_ok_and(|v| v == "1");
     // `WEIR_BENCH_ONLY=bulk,hol` (say) runs only those phases, to look at one figure at a time.
     let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
@@ -229,7 +248,8 @@ fn main() {
                 tcp / MIB as f64,
                 weir / MIB as f64
             );
-            figures.push(format!("bulk_ratio_vs_tcp={:.3}", weir / tcp));
+            let name = "bulk_ratio_vs_tcp";
+            figures.push(format!("{name}={:.3}", ratio(name, weir, tcp)?));
         }
         if runs("unary") {
             let per_sec = unary(phase).await;
@@ -239,33 +259,33 @@ fn main() {
                 "unary: 64 callers, weir {per_sec:.0} calls/s, tonic {tonic:.0} calls/s, yamux {yamux:.0} calls/s"
             );
             figures.push(format!("unary_calls_per_sec={per_sec:.0}"));
-            figures.push(format!("unary_ratio_vs_tonic={:.3}", per_sec / tonic));
-            figures.push(format!("unary_ratio_vs_yamux={:.3}", per_sec / yamux));
+            for (name, baseline) in [
+                ("unary_ratio_vs_tonic", tonic),
+                ("unary_ratio_vs_yamux", yamux),
+            ] {
+                figures.push(format!("{name}={:.3}", ratio(name, per_sec, baseline)?));
+            }
         }
         if runs("hol") {
-            let (alone, beside) = hol(calls, None).await;
+            let (alone, beside) = hol(calls, None).await?;
             println!(
-                "head-of-line, default socket buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
-                alone.as_secs_f64() * 1e3,
-                beside.as_secs_f64() * 1e3
+                "head-of-line, default socket buffers: p99 alone {alone:.3} ms, beside a 64 MiB message {beside:.3} ms"
             );
-            let (small_alone, small_beside) = hol(calls, Some(128 << 10)).await;
+            let (small_alone, small_beside) = hol(calls, Some(128 << 10)).await?;
             println!(
-                "head-of-line, 128 KiB send buffers: p99 alone {:.3} ms, beside a 64 MiB message {:.3} ms",
-                small_alone.as_secs_f64() * 1e3,
-                small_beside.as_secs_f64() * 1e3
+                "head-of-line, 128 KiB send buffers: p99 alone {small_alone:.3} ms, beside a 64 MiB message {small_beside:.3} ms"
             );
+            let name = "hol_p99_ratio";
+            figures.push(format!("{name}={:.2}", ratio(name, beside, alone)?));
+            let name = "hol_p99_ratio_small_send_buffer";
             figures.push(format!(
-                "hol_p99_ratio={:.2}",
-                beside.as_secs_f64() / alone.as_secs_f64()
-            ));
-            figures.push(format!(
-                "hol_p99_ratio_small_send_buffer={:.2}",
-                small_beside.as_secs_f64() / small_alone.as_secs_f64()
+                "{name}={:.2}",
+                ratio(name, small_beside, small_alone)?
             ));
         }
         for figure in figures {
             println!("{figure}");
         }
-    });
+        Ok(())
+    })
 }

@@ -1,5 +1,6 @@
 //! Checkpoints, spans and the policy's settings and counters through serde (feature `serde`).
-#![cfg(feature = "serde")]
+//! Built only with the feature on (`required-features` in core/Cargo.toml); `make test` runs it
+//! in the `--all-features` set.
 
 use weir::frontier::{
     Checkpoint, Frontier, FrontierConfig, LegacyCheckpoint, Metrics, PolicyConfig, Span, Timestamp,

@@ -30,6 +30,8 @@
 mod mover;
 mod pgbench;
 mod pgbouncer;
+#[path = "../stats.rs"]
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,9 +42,10 @@ use tokio::sync::oneshot;
 use weir_tests::postgres::Cluster;
 use weir_tokio::proxy::{BackendId, Proxy, ProxyConfig};
 
-use mover::{percentile, Moves, Pattern};
+use mover::{Moves, Pattern};
 use pgbench::Report;
 use pgbouncer::PgBouncer;
+use stats::{percentile, ratio};
 
 /// How often the moving runs move every session, unless `WEIR_BENCH_MOVE_EVERY_MS` says.
 const MOVE_EVERY: Duration = Duration::from_millis(100);
@@ -193,8 +196,7 @@ async fn bench() -> Result<(), String> {
             runs.push((contender, run));
         }
     }
-    summarize(&runs, bench.bouncer.version());
-    Ok(())
+    summarize(&runs, bench.bouncer.version())
 }
 
 async fn setup(settings: &Settings) -> Result<Bench, String> {
@@ -371,17 +373,12 @@ fn print_run(round: u32, contender: Contender, run: &Run) {
     println!("{line}");
     if let Some(m) = &run.moves {
         println!(
-            "  moves: {} ran ({} failed), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-             session held p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+            "  moves: {} ran ({} failed), {}; session held {}; \
              {} asked while still moving, {} cut short by the session's end",
             m.total(),
             m.failed.len(),
-            percentile(&m.latencies_ms, 50.0),
-            percentile(&m.latencies_ms, 99.0),
-            percentile(&m.latencies_ms, 100.0),
-            percentile(&m.suspended_ms, 50.0),
-            percentile(&m.suspended_ms, 99.0),
-            percentile(&m.suspended_ms, 100.0),
+            spread(&m.latencies_ms),
+            spread(&m.suspended_ms),
             m.in_progress,
             m.cut_by_session_end
         );
@@ -394,16 +391,29 @@ fn print_run(round: u32, contender: Contender, run: &Run) {
     }
 }
 
-fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
+/// p50, p99 and max of one run's successful moves in ms, for its progress line.
+fn spread(values_ms: &[f64]) -> String {
+    let p = |p: f64| percentile("successful moves", values_ms, p);
+    match (p(50.0), p(99.0), p(100.0)) {
+        (Ok(p50), Ok(p99), Ok(max)) => {
+            format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms")
+        }
+        _ => "no move succeeded".to_owned(),
+    }
+}
+
+/// The summary and the `name=value` lines, for the contenders that ran (`WEIR_BENCH_ONLY` may
+/// leave some out). A figure with nothing to compute it from (no successful move, a ratio over
+/// a tps of 0) fails the benchmark instead of printing 0; the per-run lines above show why.
+fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) -> Result<(), String> {
     let tps = |c: Contender| {
         let all: Vec<f64> = runs
             .iter()
             .filter(|(k, _)| *k == c)
             .map(|(_, r)| r.report.tps)
             .collect();
-        all.iter().fold(0.0, |sum, t| sum + t) / all.len().max(1) as f64
+        (!all.is_empty()).then(|| all.iter().sum::<f64>() / all.len() as f64)
     };
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let weir_failures: u64 = runs
         .iter()
         .filter(|(c, _)| c.is_weir())
@@ -415,7 +425,13 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
         .map(|(_, r)| r.report.failures)
         .sum();
     let moves_of = |c: Contender| {
-        let mut all = AllMoves::default();
+        let mut all = AllMoves {
+            contender: c,
+            latencies: Vec::new(),
+            suspended: Vec::new(),
+            total: 0,
+            failed: 0,
+        };
         for (_, run) in runs.iter().filter(|(k, _)| *k == c) {
             if let Some(moves) = &run.moves {
                 all.latencies.extend_from_slice(&moves.latencies_ms);
@@ -426,36 +442,55 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) {
         }
         all
     };
-    let moving = moves_of(Contender::WeirMoving);
-    let dial = moves_of(Contender::WeirMovingDial);
+    let tps_ratio = |name: &str, a: Contender, b: Contender| match (tps(a), tps(b)) {
+        (Some(a), Some(b)) => ratio(name, a, b).map(|r| Some(format!("{name}={r:.3}"))),
+        _ => Ok(None),
+    };
     println!();
     for c in CONTENDERS {
-        println!("mean tps {:<12} {:>8.1}", c.name(), tps(c));
+        if let Some(tps) = tps(c) {
+            println!("mean tps {:<12} {:>8.1}", c.name(), tps);
+        }
     }
     println!(
         "pgbench failures outside weir (direct, pgbouncer): {other_failures}; {bouncer_version}"
     );
-    println!("tps_direct={:.1}", tps(Contender::Direct));
-    println!(
-        "tps_ratio_vs_pgbouncer={:.3}",
-        ratio(tps(Contender::Weir), tps(Contender::PgBouncer))
-    );
-    println!(
-        "tps_ratio_moving_vs_static={:.3}",
-        ratio(tps(Contender::WeirMoving), tps(Contender::WeirSpread))
-    );
-    println!("pgbench_failed_transactions={weir_failures}");
-    moving.print("");
-    println!(
-        "tps_ratio_moving_dial_vs_static={:.3}",
-        ratio(tps(Contender::WeirMovingDial), tps(Contender::WeirSpread))
-    );
-    dial.print("_dial");
+    // Every figure first, so that none is printed when one fails.
+    let mut figures = Vec::new();
+    figures.extend(tps(Contender::Direct).map(|tps| format!("tps_direct={tps:.1}")));
+    figures.extend(tps_ratio(
+        "tps_ratio_vs_pgbouncer",
+        Contender::Weir,
+        Contender::PgBouncer,
+    )?);
+    figures.extend(tps_ratio(
+        "tps_ratio_moving_vs_static",
+        Contender::WeirMoving,
+        Contender::WeirSpread,
+    )?);
+    if runs.iter().any(|(c, _)| c.is_weir()) {
+        figures.push(format!("pgbench_failed_transactions={weir_failures}"));
+    }
+    if tps(Contender::WeirMoving).is_some() {
+        figures.extend(moves_of(Contender::WeirMoving).figures("")?);
+    }
+    figures.extend(tps_ratio(
+        "tps_ratio_moving_dial_vs_static",
+        Contender::WeirMovingDial,
+        Contender::WeirSpread,
+    )?);
+    if tps(Contender::WeirMovingDial).is_some() {
+        figures.extend(moves_of(Contender::WeirMovingDial).figures("_dial")?);
+    }
+    for figure in figures {
+        println!("{figure}");
+    }
+    Ok(())
 }
 
 /// The successful moves of every run of one contender.
-#[derive(Default)]
 struct AllMoves {
+    contender: Contender,
     latencies: Vec<f64>,
     suspended: Vec<f64>,
     total: usize,
@@ -463,26 +498,26 @@ struct AllMoves {
 }
 
 impl AllMoves {
-    /// The `name=value` lines, each name ending in `suffix`.
-    fn print(&self, suffix: &str) {
-        println!(
-            "transfer_p50_ms{suffix}={:.2}",
-            percentile(&self.latencies, 50.0)
-        );
-        println!(
-            "transfer_p99_ms{suffix}={:.2}",
-            percentile(&self.latencies, 99.0)
-        );
-        println!(
-            "transfer_held_p50_ms{suffix}={:.2}",
-            percentile(&self.suspended, 50.0)
-        );
-        println!(
-            "transfer_held_p99_ms{suffix}={:.2}",
-            percentile(&self.suspended, 99.0)
-        );
-        println!("transfers_total{suffix}={}", self.total);
-        println!("transfers_failed{suffix}={}", self.failed);
+    /// The `name=value` lines, each name ending in `suffix`; an error when no move succeeded.
+    fn figures(&self, suffix: &str) -> Result<Vec<String>, String> {
+        let what = |samples: &str| {
+            format!(
+                "{samples} of a successful {} move ({} ran, {} failed)",
+                self.contender.name(),
+                self.total,
+                self.failed
+            )
+        };
+        let latency = |p: f64| percentile(&what("latencies"), &self.latencies, p);
+        let held = |p: f64| percentile(&what("session hold times"), &self.suspended, p);
+        Ok(vec![
+            format!("transfer_p50_ms{suffix}={:.2}", latency(50.0)?),
+            format!("transfer_p99_ms{suffix}={:.2}", latency(99.0)?),
+            format!("transfer_held_p50_ms{suffix}={:.2}", held(50.0)?),
+            format!("transfer_held_p99_ms{suffix}={:.2}", held(99.0)?),
+            format!("transfers_total{suffix}={}", self.total),
+            format!("transfers_failed{suffix}={}", self.failed),
+        ])
     }
 }
 

@@ -175,14 +175,3 @@ pub async fn run(
     }
     moves
 }
-
-/// The `p`-th percentile (0..=100) of `values`, nearest rank; 0 when empty.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}

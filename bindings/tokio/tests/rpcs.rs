@@ -244,47 +244,60 @@ async fn mux_64_concurrent_streams_tcp() {
 /// reads.
 #[tokio::test]
 async fn mux_slow_receiver_holds_the_sender_back() {
+    const MESSAGE: usize = 64 << 10;
+    const MESSAGES: usize = 256;
+    let config = Config::mux();
+    let window = usize::try_from(config.initial_stream_window).unwrap();
+    let queue = config.send_buffer_per_stream;
+    // The bounds below say something only if a message fits the queue and the handler has
+    // more to send than the window and the queue hold together.
+    assert!(MESSAGE <= queue && window + queue < MESSAGES * MESSAGE);
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
     let router = Router::new().streaming("/flood", move |mut stream| {
         let counter = counter.clone();
         async move {
-            for _ in 0..256 {
-                stream.send(vec![1u8; 64 << 10]).await?;
+            for _ in 0..MESSAGES {
+                stream.send(vec![1u8; MESSAGE]).await?;
                 counter.fetch_add(1, Ordering::SeqCst);
             }
             Ok(())
         }
     });
-    let client = connect(Transport::Tcp, Config::mux(), router).await;
+    let client = connect(Transport::Tcp, config, router).await;
     let mut stream = client.open("/flood", &Metadata::new()).await.unwrap();
     stream.close_send().await.unwrap();
-    // Wait until the sender stalls.
-    let mut last = usize::MAX;
-    loop {
+    // Wait until the handler has sent something and then stalls: a count of 0 that holds
+    // still only says the handler has not started.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut last = 0;
+    let stalled = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = sent.load(Ordering::SeqCst);
-        if now == last {
-            break;
+        if now > 0 && now == last {
+            break now * MESSAGE;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler never stalled: {now} messages sent"
+        );
         last = now;
-    }
-    let config = Config::mux();
-    let bound = config.initial_stream_window as usize
-        + config.send_buffer_per_stream
-        + config.max_transmit * 2
-        + (64 << 10);
-    let stalled = last * (64 << 10);
-    assert!(stalled < 256 * (64 << 10), "the sender never waited");
+    };
+    // The client never reads, so it never returns credit: exactly the stream's window leaves
+    // the server, and the handler's `send` returns while the stream's queue has room. It
+    // stalls once the queue holds more than `queue - MESSAGE`, so what it has sent is more
+    // than `window + queue - MESSAGE` and at most `window + queue`.
+    let (lower, upper) = (window + queue - MESSAGE, window + queue);
     assert!(
-        stalled <= bound + (4 << 20),
-        "{stalled} bytes sent past a reader that never read"
+        lower < stalled && stalled <= upper,
+        "{stalled} bytes sent past a reader that never read, expected more than {lower} \
+         (window {window} + send queue {queue} - one message) and at most {upper}"
     );
     let mut received = 0;
     while let Some(message) = stream.recv().await.unwrap() {
         received += message.len();
     }
-    assert_eq!(received, 256 * (64 << 10));
+    assert_eq!(received, MESSAGES * MESSAGE);
 }
 
 /// A peer that goes away fails the waiting calls with a clear error.

@@ -83,12 +83,17 @@ impl Figures {
 
     /// Mean nanoseconds per iteration of `id` over everything measured.
     ///
-    /// Panics if `id` was never timed: that is a mistake in the benchmark itself.
+    /// Panics if `id` was never timed (a mistake in the benchmark itself) or has no samples to
+    /// average: no iterations, or no time measured, would make a figure of 0 or `inf`.
     pub fn ns_per_iter(&self, id: &str) -> f64 {
         let totals = self.totals.borrow();
         let (iters, time) = totals
             .get(id)
             .unwrap_or_else(|| panic!("benchmark {id} was never timed"));
+        assert!(
+            *iters > 0 && !time.is_zero(),
+            "benchmark {id} has no samples to report ({iters} iterations in {time:?})"
+        );
         time.as_nanos() as f64 / *iters as f64
     }
 
@@ -98,8 +103,13 @@ impl Figures {
     }
 }
 
-/// Print one `name=value` figure line.
+/// Print one `name=value` figure line. Panics on a value that is not a finite number: that is
+/// a figure computed from nothing (a division by zero), not a measurement.
 pub fn figure(name: &str, value: f64) {
+    assert!(
+        value.is_finite(),
+        "figure {name} is {value}: nothing to report"
+    );
     if value.abs() >= 1000.0 {
         println!("{name}={value:.0}");
     } else {
