@@ -9,9 +9,7 @@ mod support;
 
 use std::hint::black_box;
 
-use weir::flow::{
-    Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets,
-};
+use weir::flow::{Class, Config, FlowControl, LogPosition, Output, RequestId, StreamId, Targets};
 use weir::time::Instant;
 
 const STREAMS: u64 = 1_000;
@@ -49,8 +47,13 @@ impl Cycle {
         let id = RequestId(self.next);
         let targets = &self.targets[(self.next % STREAMS) as usize];
         let position = LogPosition::new(1, self.next);
-        let admission = self.fc.admit(now, id, Class::Regular, 4096, targets);
-        assert!(matches!(admission, Ok(Admission::Admitted(_))));
+        self.fc
+            .admit(now, id, Class::Regular, 4096, targets)
+            .expect("admit");
+        assert!(matches!(
+            self.fc.poll_output(),
+            Some(Output::Admitted { .. })
+        ));
         self.fc.bind(now, id, position).expect("bind");
         for t in targets.replicas() {
             let returned = self

@@ -60,7 +60,7 @@
 //! [`flow`]: flow-control token budgets for replication traffic.
 //!
 //! ```
-//! use weir::flow::{Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets};
+//! use weir::flow::{Class, Config, FlowControl, LogPosition, Output, RequestId, StreamId, Targets};
 //! use weir::time::Instant;
 //!
 //! let mut fc = FlowControl::new(Config::default());
@@ -69,8 +69,8 @@
 //!     fc.connect_stream(Instant::ZERO, s, LogPosition::new(1, 0)).unwrap();
 //! }
 //! let targets = Targets::majority(&replicas);
-//! let admitted = fc.admit(Instant::ZERO, RequestId(1), Class::Regular, 4096, &targets).unwrap();
-//! assert!(matches!(admitted, Admission::Admitted(_)));
+//! fc.admit(Instant::ZERO, RequestId(1), Class::Regular, 4096, &targets).unwrap();
+//! assert!(matches!(fc.poll_output(), Some(Output::Admitted { id: RequestId(1), .. })));
 //! fc.check_invariants().unwrap();
 //! ```
 #![no_std]
