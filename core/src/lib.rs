@@ -53,7 +53,7 @@
 //! let mut f = Frontier::from_spans(FrontierConfig::default(), [Span::new(b"a", b"z")?], ts(10))?;
 //! assert!(!f.forward(&Span::new(b"a", b"m")?, ts(20))?); // half the keys: no advance yet
 //! assert!(f.forward(&Span::new(b"m", b"z")?, ts(20))?); // the rest: the frontier moves
-//! assert_eq!(f.frontier(), Some(&ts(20)));
+//! assert_eq!(f.frontier(), Some(ts(20)));
 //! # Ok::<(), weir::frontier::FrontierError>(())
 //! ```
 //!
