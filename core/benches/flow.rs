@@ -2,8 +2,9 @@
 //!
 //! One cycle admits a 4 KiB regular write to three streams (deducting at once), binds it to the
 //! next log position, and has each of the three receivers report that position admitted. The
-//! over-admission, slow-stream and heartbeat figures come from the simulator
-//! (`cargo run -p weir-examples --bin flow_sim`), which `make bench-flow` runs after this.
+//! over-admission and slow-stream figures, and the check that no heartbeat is ever queued, come
+//! from the simulator (`cargo run -p weir-examples --bin flow_sim`), which `make bench-flow` runs
+//! after this.
 
 mod support;
 

@@ -75,7 +75,6 @@ impl FlowControl {
         stream: StreamId,
         position: LogPosition,
     ) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let epoch = self.epochs.wrapping_add(1);
         match self.streams.get_mut(&stream) {
             Some(s) if s.connected => return Err(FlowError::AlreadyConnected(stream)),
@@ -90,6 +89,7 @@ impl FlowControl {
             }
         }
         self.epochs = epoch;
+        self.clock.observe(now);
         // A new replicating stream can complete a quorum.
         self.serve(None);
         Ok(())
@@ -98,11 +98,11 @@ impl FlowControl {
     /// Disconnects `stream`: every token it tracked comes back, and requests waiting on it are
     /// served again without it. Disconnecting a disconnected stream does nothing.
     pub fn disconnect_stream(&mut self, now: Instant, stream: StreamId) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let s = self
             .streams
             .get_mut(&stream)
             .ok_or(FlowError::UnknownStream(stream))?;
+        self.clock.observe(now);
         if !s.connected {
             return Ok(());
         }
@@ -115,11 +115,11 @@ impl FlowControl {
 
     /// Removes `stream` altogether, returning its tokens as a disconnect does.
     pub fn remove_stream(&mut self, now: Instant, stream: StreamId) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let mut s = self
             .streams
             .remove(&stream)
             .ok_or(FlowError::UnknownStream(stream))?;
+        self.clock.observe(now);
         let refund = s.reset();
         self.count_refund(refund, true);
         self.serve(Some(stream));
@@ -157,8 +157,8 @@ impl FlowControl {
         if !self.outputs.is_empty() {
             return Err(FlowError::Undrained);
         }
-        let now = self.clock.observe(now);
         let Some(pool) = class.pool() else {
+            self.clock.observe(now);
             self.control_requests += 1;
             let grant = Grant {
                 class,
@@ -174,6 +174,7 @@ impl FlowControl {
         if self.held.contains_key(&id) || self.queue.contains(id) {
             return Err(FlowError::DuplicateRequest(id.0));
         }
+        let now = self.clock.observe(now);
         if self.held.len() + self.queue.len() >= self.config.max_in_flight {
             self.reject(id, pool, Rejection::TooManyInFlight);
             return Ok(());
@@ -207,11 +208,11 @@ impl FlowControl {
 
     /// Gives up on a waiting request. It produces no more output.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let waiter = self
             .queue
             .remove(id)
             .ok_or(FlowError::UnknownRequest(id.0))?;
+        self.clock.observe(now);
         self.counter(waiter.pool).requests_errored += 1;
         // Its place in line may have held others back.
         self.serve(None);
@@ -226,8 +227,8 @@ impl FlowControl {
         id: RequestId,
         position: LogPosition,
     ) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let refund = self.settle(id, |s, pool, bytes| s.bind(pool, bytes, position))?;
+        self.clock.observe(now);
         self.count_refund(refund, false);
         self.serve(None);
         Ok(())
@@ -235,8 +236,8 @@ impl FlowControl {
 
     /// The admitted request `id` will never be sent: its tokens come back.
     pub fn release(&mut self, now: Instant, id: RequestId) -> Result<(), FlowError> {
-        self.clock.observe(now);
         let refund = self.settle(id, |s, pool, bytes| s.unhold(pool, bytes))?;
+        self.clock.observe(now);
         self.count_refund(refund, true);
         self.serve(None);
         Ok(())
@@ -281,7 +282,6 @@ impl FlowControl {
         position: LogPosition,
         bytes: u64,
     ) -> Result<Deduction, FlowError> {
-        self.clock.observe(now);
         let pool = class.pool().ok_or(FlowError::ControlClass)?;
         self.validate_bytes(pool, class, bytes)?;
         let s = self
@@ -291,6 +291,7 @@ impl FlowControl {
         if !s.connected {
             return Err(FlowError::NotConnected(stream));
         }
+        self.clock.observe(now);
         if !s.has_tokens(pool) {
             return Ok(Deduction::NoTokens);
         }
@@ -316,8 +317,8 @@ impl FlowControl {
         class: Class,
         up_to: LogPosition,
     ) -> Result<u64, FlowError> {
-        self.clock.observe(now);
         let pool = class.pool().ok_or(FlowError::ControlClass)?;
+        self.clock.observe(now);
         let refund = match self.streams.get_mut(&stream) {
             Some(s) if s.connected => s.admit_up_to(pool, up_to),
             _ => return Ok(0),

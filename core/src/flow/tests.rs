@@ -512,3 +512,26 @@ fn time_going_backwards_is_no_time_passing() {
         .collect();
     assert_eq!(waits, vec![Duration::ZERO, Duration::ZERO]);
 }
+
+#[test]
+fn a_refused_call_does_not_move_the_clock() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    assert_eq!(
+        fc.remove_stream(t(50), s(9)),
+        Err(FlowError::UnknownStream(s(9)))
+    );
+    assert_eq!(
+        admit(&mut fc, t(50), 1, Class::Regular, 0, &one),
+        Err(FlowError::ZeroBytes)
+    );
+    // Had either refusal taken in its 50 s, the deadline would be 60 s.
+    assert_eq!(
+        admit(&mut fc, t(1), 1, Class::Regular, 1, &one),
+        Ok(Output::Queued {
+            id: RequestId(1),
+            deadline: t(11)
+        })
+    );
+}
