@@ -157,7 +157,7 @@ bench-flow:
 	set -o pipefail; WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench flow | tee target/bench-flow.txt
 	set -o pipefail; $(CARGO) run --quiet --release -p weir-examples --bin flow_sim -- --out target/flow-sim \
 		| tee -a target/bench-flow.txt
-	@grep -E '^(admit_cycle_ns|over_admission_bytes|slow_stream_regular_rate_ratio|heartbeat_max_wait_ns)=' \
+	@grep -E '^(admit_cycle_ns|over_admission_bytes|slow_stream_regular_rate_ratio|heartbeats_queued)=' \
 		target/bench-flow.txt
 
 bench-transfer-core:

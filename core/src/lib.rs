@@ -53,14 +53,14 @@
 //! let mut f = Frontier::from_spans(FrontierConfig::default(), [Span::new(b"a", b"z")?], ts(10))?;
 //! assert!(!f.forward(&Span::new(b"a", b"m")?, ts(20))?); // half the keys: no advance yet
 //! assert!(f.forward(&Span::new(b"m", b"z")?, ts(20))?); // the rest: the frontier moves
-//! assert_eq!(f.frontier(), Some(&ts(20)));
+//! assert_eq!(f.frontier(), Some(ts(20)));
 //! # Ok::<(), weir::frontier::FrontierError>(())
 //! ```
 //!
 //! [`flow`]: flow-control token budgets for replication traffic.
 //!
 //! ```
-//! use weir::flow::{Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets};
+//! use weir::flow::{Class, Config, FlowControl, LogPosition, Output, RequestId, StreamId, Targets};
 //! use weir::time::Instant;
 //!
 //! let mut fc = FlowControl::new(Config::default());
@@ -69,8 +69,8 @@
 //!     fc.connect_stream(Instant::ZERO, s, LogPosition::new(1, 0)).unwrap();
 //! }
 //! let targets = Targets::majority(&replicas);
-//! let admitted = fc.admit(Instant::ZERO, RequestId(1), Class::Regular, 4096, &targets).unwrap();
-//! assert!(matches!(admitted, Admission::Admitted(_)));
+//! fc.admit(Instant::ZERO, RequestId(1), Class::Regular, 4096, &targets).unwrap();
+//! assert!(matches!(fc.poll_output(), Some(Output::Admitted { id: RequestId(1), .. })));
 //! fc.check_invariants().unwrap();
 //! ```
 #![no_std]

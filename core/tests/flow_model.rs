@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir::flow::{
-    Admission, Class, Config, Deduction, Event, FlowControl, FlowError, Grant, LogPosition,
-    Rejection, RequestId, StreamId, Targets,
+    Class, Config, Deduction, FlowControl, FlowError, Grant, LogPosition, Output, Rejection,
+    RequestId, StreamId, Targets,
 };
 use weir::time::Instant;
 
@@ -349,10 +349,14 @@ fn run(ops: Vec<Op>) {
                         targets.with_replica(sid(s))
                     };
                 }
-                let r = fc.admit(now, RequestId(id), class, bytes, &targets);
+                // Every admission that is not refused has exactly one outcome at once.
+                let r = fc
+                    .admit(now, RequestId(id), class, bytes, &targets)
+                    .map(|()| fc.poll_output().expect("an admission has an outcome"));
+                assert_eq!(fc.poll_output(), None, "one output per admission");
                 let Some(p) = pool(class) else {
                     assert!(
-                        matches!(r, Ok(Admission::Admitted(_))),
+                        matches!(r, Ok(Output::Admitted { id: got, .. }) if got == RequestId(id)),
                         "control waited: {r:?}"
                     );
                     continue_checks(&mut fc, &mut model, now, &cfg);
@@ -366,12 +370,14 @@ fn run(ops: Vec<Op>) {
                     let in_flight = model.held.len() + model.queue.len();
                     let behind = model.held_back(p, &targets, model.queue.len());
                     match r.unwrap() {
-                        Admission::Admitted(grant) => {
+                        Output::Admitted { id: got, grant } => {
+                            assert_eq!(got, RequestId(id));
                             assert!(in_flight < cfg.max_in_flight);
                             assert!(!behind, "overtook an earlier waiter");
                             model.grant(id, p, &targets, &grant);
                         }
-                        Admission::Queued { deadline } => {
+                        Output::Queued { id: got, deadline } => {
+                            assert_eq!(got, RequestId(id));
                             assert!(in_flight < cfg.max_in_flight);
                             assert!(
                                 behind || !model.admissible(p, &targets),
@@ -385,7 +391,8 @@ fn run(ops: Vec<Op>) {
                                 deadline,
                             });
                         }
-                        Admission::Rejected(reason) => {
+                        Output::Rejected { id: got, reason } => {
+                            assert_eq!(got, RequestId(id));
                             let queued: u64 = model.queue.iter().map(|w| w.bytes).sum();
                             let expected = if in_flight >= cfg.max_in_flight {
                                 Rejection::TooManyInFlight
@@ -486,11 +493,11 @@ fn run(ops: Vec<Op>) {
     }
 }
 
-/// Drains events into the model, checking each, then compares every pool and the queue.
+/// Drains outputs into the model, checking each, then compares every pool and the queue.
 fn continue_checks(fc: &mut FlowControl, model: &mut Model, now: Instant, cfg: &Config) {
-    while let Some(event) = fc.poll_event() {
-        match event {
-            Event::Admitted { id, grant } => {
+    while let Some(output) = fc.poll_output() {
+        match output {
+            Output::Admitted { id, grant } => {
                 let at = model
                     .queue
                     .iter()
@@ -504,7 +511,7 @@ fn continue_checks(fc: &mut FlowControl, model: &mut Model, now: Instant, cfg: &
                 model.queue.remove(at);
                 model.grant(id.0, w.pool, &w.targets, &grant);
             }
-            Event::Rejected { id, reason } => {
+            Output::Rejected { id, reason } => {
                 assert_eq!(reason, Rejection::TimedOut);
                 let at = model
                     .queue

@@ -2,12 +2,18 @@
 //! to its timestamp. Unit key `k` stands for the byte keys `[k, k+1)`, so every span boundary is a
 //! one-byte key.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use weir::frontier::{Frontier, FrontierConfig, Span, Timestamp};
 
 const KEYS: u8 = 24;
+
+/// A checkpoint budget that cuts nothing: twice the most key bytes a checkpoint can need (at most
+/// `KEYS` spans of two one-byte keys).
+const FULL_BUDGET: usize = 2 * 2 * KEYS as usize;
 
 type Model = BTreeMap<u8, Timestamp>;
 
@@ -23,6 +29,12 @@ fn ts() -> impl Strategy<Value = Timestamp> {
     (0i64..12, 0i32..3).prop_map(|(w, l)| Timestamp::new(w, l))
 }
 
+/// Budgets that cut (below a couple of spans' bytes) as often as budgets that hold everything
+/// (at and past [`FULL_BUDGET`]).
+fn budget() -> impl Strategy<Value = usize> {
+    prop_oneof![0usize..24, 24usize..200]
+}
+
 fn bounds() -> impl Strategy<Value = (u8, u8)> {
     (0..KEYS, 1..=KEYS).prop_filter_map("empty", |(a, b)| (a < b).then_some((a, b)))
 }
@@ -31,8 +43,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => (bounds(), ts()).prop_map(|((a, b), t)| Op::Add(a, b, t)),
         6 => (bounds(), ts()).prop_map(|((a, b), t)| Op::Forward(a, b, t)),
-        1 => (0usize..24).prop_map(Op::Checkpoint),
-        1 => (0usize..24).prop_map(Op::LegacyCheckpoint),
+        1 => budget().prop_map(Op::Checkpoint),
+        1 => budget().prop_map(Op::LegacyCheckpoint),
     ]
 }
 
@@ -52,9 +64,9 @@ fn runs(model: &Model) -> Vec<(u8, u8, Timestamp)> {
     out
 }
 
-fn entries(f: &Frontier<Timestamp>) -> Vec<(u8, u8, Timestamp)> {
+fn entries(f: &Frontier) -> Vec<(u8, u8, Timestamp)> {
     f.entries()
-        .map(|(s, t)| (s.start()[0], s.end()[0], *t))
+        .map(|(s, t)| (s.start()[0], s.end()[0], t))
         .collect()
 }
 
@@ -68,7 +80,7 @@ fn fresh(model: &Model) -> Option<(Frontier<Timestamp>, Timestamp)> {
 
 fn assert_restored(model: &Model, restored: &Frontier<Timestamp>, high_water: Timestamp) {
     for (&k, &t) in model {
-        let got = *restored.get(&[k]).unwrap();
+        let got = restored.get(&[k]).unwrap();
         assert!(
             high_water <= got && got <= t,
             "key {k}: {got} outside [{high_water}, {t}]"
@@ -76,75 +88,104 @@ fn assert_restored(model: &Model, restored: &Frontier<Timestamp>, high_water: Ti
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+/// Random operations against the model. A checkpoint with a budget that holds everything must
+/// restore everything; the test proves that this check ran, not only that it passed.
+#[test]
+fn frontier_matches_model() {
+    let full_restores = Cell::new(0u32);
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(512));
+    let input = (
+        proptest::collection::vec(bounds(), 0..4),
+        ts(),
+        proptest::collection::vec(op(), 0..60),
+    );
+    runner
+        .run(&input, |(initial, initial_ts, ops)| {
+            run_case(initial, initial_ts, ops, &full_restores)
+        })
+        .unwrap();
+    assert!(
+        full_restores.get() > 0,
+        "no case checkpointed with a budget of {FULL_BUDGET} bytes or more"
+    );
+}
 
-    #[test]
-    fn frontier_matches_model(initial in proptest::collection::vec(bounds(), 0..4),
-                              initial_ts in ts(),
-                              ops in proptest::collection::vec(op(), 0..60)) {
-        let mut model = Model::new();
-        for &(a, b) in &initial {
-            for k in a..b {
-                model.insert(k, initial_ts);
-            }
+fn run_case(
+    initial: Vec<(u8, u8)>,
+    initial_ts: Timestamp,
+    ops: Vec<Op>,
+    full_restores: &Cell<u32>,
+) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    for &(a, b) in &initial {
+        for k in a..b {
+            model.insert(k, initial_ts);
         }
-        let spans = initial.iter().map(|&(a, b)| span(a, b));
-        let mut f = Frontier::from_spans(FrontierConfig::default(), spans, initial_ts).unwrap();
-        for op in ops {
-            match op {
-                Op::Add(a, b, t) => {
-                    f.add(&span(a, b), t).unwrap();
-                    for k in a..b {
-                        let v = model.entry(k).or_insert(t);
+    }
+    let spans = initial.iter().map(|&(a, b)| span(a, b));
+    let mut f = Frontier::from_spans(FrontierConfig::default(), spans, initial_ts).unwrap();
+    for op in ops {
+        match op {
+            Op::Add(a, b, t) => {
+                f.add(&span(a, b), t).unwrap();
+                for k in a..b {
+                    let v = model.entry(k).or_insert(t);
+                    *v = (*v).max(t);
+                }
+            }
+            Op::Forward(a, b, t) => {
+                let before = model.values().min().copied();
+                for k in a..b {
+                    if let Some(v) = model.get_mut(&k) {
                         *v = (*v).max(t);
                     }
                 }
-                Op::Forward(a, b, t) => {
-                    let before = model.values().min().copied();
-                    for k in a..b {
-                        if let Some(v) = model.get_mut(&k) {
-                            *v = (*v).max(t);
-                        }
-                    }
-                    let after = model.values().min().copied();
-                    let advanced = f.forward(&span(a, b), t).unwrap();
-                    prop_assert_eq!(advanced, matches!((before, after), (Some(x), Some(y)) if y > x));
-                }
-                Op::Checkpoint(budget) => {
-                    let cp = f.checkpoint(budget);
-                    prop_assert!(cp.key_bytes() <= budget);
-                    if let Some((mut restored, high_water)) = fresh(&model) {
-                        restored.restore(&cp).unwrap();
-                        assert_restored(&model, &restored, high_water);
-                        if budget >= 2 * 2 * usize::from(KEYS) {
-                            // Nothing was cut: the restart gets everything back.
-                            prop_assert_eq!(cp.omitted_spans, 0);
-                            prop_assert_eq!(entries(&restored), runs(&model));
-                        }
-                    }
-                }
-                Op::LegacyCheckpoint(budget) => {
-                    let cp = f.legacy_checkpoint(budget);
-                    prop_assert!(cp.key_bytes() <= budget);
-                    if let Some((mut restored, high_water)) = fresh(&model) {
-                        restored.restore_legacy(&cp).unwrap();
-                        assert_restored(&model, &restored, high_water);
+                let after = model.values().min().copied();
+                let advanced = f.forward(&span(a, b), t).unwrap();
+                prop_assert_eq!(
+                    advanced,
+                    matches!((before, after), (Some(x), Some(y)) if y > x)
+                );
+            }
+            Op::Checkpoint(budget) => {
+                let cp = f.checkpoint(budget);
+                prop_assert!(cp.key_bytes() <= budget);
+                if let Some((mut restored, high_water)) = fresh(&model) {
+                    restored.restore(&cp).unwrap();
+                    assert_restored(&model, &restored, high_water);
+                    if budget >= FULL_BUDGET {
+                        // Nothing was cut: the restart gets everything back.
+                        full_restores.set(full_restores.get() + 1);
+                        prop_assert_eq!(cp.omitted_spans, 0);
+                        prop_assert_eq!(entries(&restored), runs(&model));
                     }
                 }
             }
-            prop_assert_eq!(entries(&f), runs(&model));
-            prop_assert_eq!(f.frontier(), model.values().min());
-            prop_assert_eq!(f.newest(), model.values().max());
-            if let Some((s, t)) = f.frontier_span() {
-                prop_assert_eq!(Some(t), f.frontier());
-                prop_assert_eq!(model.get(&s.start()[0]), Some(t));
-            }
-            for k in 0..KEYS {
-                prop_assert_eq!(f.get(&[k]), model.get(&k));
+            Op::LegacyCheckpoint(budget) => {
+                let cp = f.legacy_checkpoint(budget);
+                prop_assert!(cp.key_bytes() <= budget);
+                if let Some((mut restored, high_water)) = fresh(&model) {
+                    restored.restore_legacy(&cp).unwrap();
+                    assert_restored(&model, &restored, high_water);
+                }
             }
         }
+        prop_assert_eq!(entries(&f), runs(&model));
+        prop_assert_eq!(f.frontier(), model.values().min().copied());
+        prop_assert_eq!(f.newest(), model.values().max().copied());
+        if let Some((s, t)) = f.frontier_span() {
+            prop_assert_eq!(Some(t), f.frontier());
+            prop_assert_eq!(model.get(&s.start()[0]).copied(), Some(t));
+        }
+        for k in 0..KEYS {
+            prop_assert_eq!(f.get(&[k]), model.get(&k).copied());
+        }
     }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// Entries inside a span are the model's runs clipped to it.
     #[test]
@@ -160,7 +201,7 @@ proptest! {
             }
         }
         let inside: Model = model.range(a..b).map(|(&k, &t)| (k, t)).collect();
-        let got: Vec<_> = f.entries_in(&span(a, b)).map(|(s, t)| (s.start()[0], s.end()[0], *t)).collect();
+        let got: Vec<_> = f.entries_in(&span(a, b)).map(|(s, t)| (s.start()[0], s.end()[0], t)).collect();
         prop_assert_eq!(got, runs(&inside));
     }
 
@@ -188,7 +229,7 @@ proptest! {
         }
         for k in probes {
             let want = applied.iter().filter(|(s, _)| s.contains(&k)).map(|(_, t)| *t).max();
-            prop_assert_eq!(f.get(&k).copied(), want, "key {:?}", k);
+            prop_assert_eq!(f.get(&k), want, "key {:?}", k);
         }
         let all: Vec<_> = f.entries().collect();
         for pair in all.windows(2) {

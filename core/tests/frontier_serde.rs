@@ -34,7 +34,7 @@ fn checkpoint_round_trips_and_restores() {
     )
     .unwrap();
     restarted.restore(&back).unwrap();
-    let entries = |f: &Frontier<Timestamp>| f.entries().map(|(s, t)| (s, *t)).collect::<Vec<_>>();
+    let entries = |f: &Frontier<Timestamp>| f.entries().collect::<Vec<_>>();
     assert_eq!(entries(&restarted), entries(&f));
 }
 

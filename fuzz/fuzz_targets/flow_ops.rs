@@ -1,12 +1,13 @@
 //! Random operation sequences against the flow controller: after every step the token
-//! accounting must balance, control traffic must never wait, and the queue must stay in bounds.
+//! accounting must balance, control traffic must never wait, every admission has exactly one
+//! outcome, and the queue and the undrained outputs must stay in bounds.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use core::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use weir::flow::{
-    Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets,
+    Class, Config, FlowControl, FlowError, LogPosition, Output, RequestId, StreamId, Targets,
 };
 use weir::time::Instant;
 
@@ -100,19 +101,32 @@ fuzz_target!(|ops: Vec<Op>| {
                         targets.with_replica(stream(s))
                     };
                 }
-                let answer = fc.admit(
-                    now,
-                    RequestId(u64::from(id)),
-                    class,
-                    u64::from(bytes),
-                    &targets,
-                );
-                if class == Class::Control {
-                    assert!(
-                        matches!(answer, Ok(Admission::Admitted(_))),
-                        "control waited: {answer:?}"
-                    );
+                let id = RequestId(u64::from(id));
+                let mut answer = fc.admit(now, id, class, u64::from(bytes), &targets);
+                if answer == Err(FlowError::Undrained) {
+                    // Refused while earlier outputs wait: once they are drained it goes in.
+                    while fc.poll_output().is_some() {}
+                    answer = fc.admit(now, id, class, u64::from(bytes), &targets);
+                    assert_ne!(answer, Err(FlowError::Undrained));
                 }
+                if answer.is_ok() {
+                    // Admission needs drained outputs, so its outcome is the only one.
+                    let outcome = fc.poll_output().expect("an admission has an outcome");
+                    let about = match &outcome {
+                        Output::Admitted { id, .. }
+                        | Output::Queued { id, .. }
+                        | Output::Rejected { id, .. } => *id,
+                        _ => unreachable!("no other output exists"),
+                    };
+                    assert_eq!(about, id);
+                    if class == Class::Control {
+                        assert!(
+                            matches!(outcome, Output::Admitted { .. }),
+                            "control waited: {outcome:?}"
+                        );
+                    }
+                }
+                assert_eq!(fc.poll_output(), None);
             }
             Op::Bind { id, term, index } => {
                 let position = LogPosition::new(u64::from(term % 3), u64::from(index));
@@ -149,7 +163,14 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 assert!(fc.poll_timeout().is_none_or(|deadline| deadline > now));
             }
-            Op::Poll => while fc.poll_event().is_some() {},
+            Op::Poll => {
+                let mut drained = 0;
+                while fc.poll_output().is_some() {
+                    drained += 1;
+                }
+                // One outcome per waiting request, plus the admission's own.
+                assert!(drained <= config.max_waiting + 1);
+            }
         }
         if let Err(violation) = fc.check_invariants() {
             panic!("{violation}");

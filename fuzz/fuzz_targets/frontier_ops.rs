@@ -49,18 +49,18 @@ fn runs(model: &Model) -> Vec<(u8, u8, u64)> {
 
 fn entries(f: &Frontier<u64>) -> Vec<(u8, u8, u64)> {
     f.entries()
-        .map(|(s, t)| (s.start()[0], s.end()[0], *t))
+        .map(|(s, t)| (s.start()[0], s.end()[0], t))
         .collect()
 }
 
 fn check(f: &Frontier<u64>, model: &Model) {
     assert_eq!(entries(f), runs(model));
-    assert_eq!(f.frontier(), model.values().min());
-    assert_eq!(f.newest(), model.values().max());
+    assert_eq!(f.frontier(), model.values().min().copied());
+    assert_eq!(f.newest(), model.values().max().copied());
     assert_eq!(f.len(), runs(model).len());
     if let Some((s, t)) = f.frontier_span() {
         assert_eq!(Some(t), f.frontier());
-        assert_eq!(model.get(&s.start()[0]), Some(t));
+        assert_eq!(model.get(&s.start()[0]).copied(), Some(t));
     }
 }
 
@@ -74,7 +74,7 @@ fn check_restore(f: &Frontier<u64>, model: &Model, restore: impl FnOnce(&mut Fro
     let mut fresh = Frontier::from_spans(FrontierConfig::default(), spans, high_water).unwrap();
     restore(&mut fresh);
     for (&k, &t) in model {
-        let got = *fresh.get(&[k]).unwrap();
+        let got = fresh.get(&[k]).unwrap();
         assert!(
             high_water <= got && got <= t,
             "key {k}: {got} not in [{high_water}, {t}]"
@@ -83,7 +83,7 @@ fn check_restore(f: &Frontier<u64>, model: &Model, restore: impl FnOnce(&mut Fro
     assert_eq!(fresh.len(), {
         let restored: Model = model
             .keys()
-            .map(|&k| (k, *fresh.get(&[k]).unwrap()))
+            .map(|&k| (k, fresh.get(&[k]).unwrap()))
             .collect();
         runs(&restored).len()
     });

@@ -8,7 +8,7 @@ use core::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use weir::frontier::{
-    Action, CheckpointPolicy, Frontier, FrontierConfig, PolicyConfig, Span, Timestamp,
+    CheckpointPolicy, Frontier, FrontierConfig, Output, PolicyConfig, Span, Timestamp,
 };
 use weir::time::Instant;
 
@@ -37,6 +37,56 @@ struct Input {
     ops: Vec<Op>,
 }
 
+/// What the outputs so far allow of the next ones.
+struct Checks {
+    interval: Duration,
+    max_bytes: usize,
+    last_high_water: Option<(Instant, Timestamp)>,
+    stored_checkpoint: bool,
+}
+
+impl Checks {
+    /// Drains the policy, checking every output against the rules.
+    fn drain(&mut self, policy: &mut CheckpointPolicy, now: Instant) {
+        let lagging = policy.is_lagging();
+        while let Some(output) = policy.poll_output() {
+            match output {
+                Output::PersistHighWater(hw) => {
+                    assert_eq!(Some(hw), policy.frontier().frontier());
+                    if let Some((at, prev)) = self.last_high_water {
+                        assert!(hw > prev, "high-water {hw} after {prev}");
+                        assert!(
+                            now >= at + self.interval,
+                            "high-water persisted within the interval"
+                        );
+                    }
+                    self.last_high_water = Some((now, hw));
+                }
+                Output::PersistCheckpoint(cp) => {
+                    if cp.is_empty() && !lagging {
+                        assert!(self.stored_checkpoint, "cleared a checkpoint never stored");
+                    } else {
+                        assert!(lagging, "checkpoint while not lagging");
+                    }
+                    assert!(cp.key_bytes() <= self.max_bytes);
+                    self.stored_checkpoint = !cp.is_empty();
+                    // Restore into a fresh frontier at the high-water: every key lands between
+                    // the high-water and its current timestamp.
+                    let hw = policy.frontier().frontier().unwrap();
+                    let mut fresh =
+                        Frontier::from_spans(FrontierConfig::default(), [all_keys()], hw).unwrap();
+                    fresh.restore(&cp).unwrap();
+                    for k in 0..KEYS {
+                        let got = fresh.get(&[k]).unwrap();
+                        assert!(hw <= got && got <= policy.frontier().get(&[k]).unwrap());
+                    }
+                }
+                _ => unreachable!("no other output exists"),
+            }
+        }
+    }
+}
+
 fn all_keys() -> Span {
     Span::new([0], [KEYS]).unwrap()
 }
@@ -50,11 +100,16 @@ fuzz_target!(|input: Input| {
         .with_max_bytes(usize::from(input.max_bytes));
     let frontier =
         Frontier::from_spans(FrontierConfig::default(), [all_keys()], Timestamp::ZERO).unwrap();
-    let mut policy = CheckpointPolicy::new(config, frontier);
     let mut now = Instant::ZERO;
-    let mut last_high_water: Option<(Instant, Timestamp)> = None;
-    // A new policy assumes an earlier run may have left a checkpoint.
-    let mut stored_checkpoint = true;
+    let mut policy = CheckpointPolicy::new(now, config, frontier);
+    let mut checks = Checks {
+        interval,
+        max_bytes: usize::from(input.max_bytes),
+        last_high_water: None,
+        // A new policy assumes an earlier run may have left a checkpoint.
+        stored_checkpoint: true,
+    };
+    checks.drain(&mut policy, now);
     for op in input.ops.into_iter().take(200) {
         match op {
             Op::Resolved {
@@ -82,45 +137,9 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
-        let lagging = policy.is_lagging();
-        while let Some(action) = policy.poll_action() {
-            match action {
-                Action::PersistHighWater(hw) => {
-                    assert_eq!(Some(&hw), policy.frontier().frontier());
-                    if let Some((at, prev)) = last_high_water {
-                        assert!(hw > prev, "high-water {hw} after {prev}");
-                        assert!(
-                            now >= at + interval,
-                            "high-water persisted within the interval"
-                        );
-                    }
-                    last_high_water = Some((now, hw));
-                }
-                Action::PersistCheckpoint(cp) => {
-                    if cp.is_empty() && !lagging {
-                        assert!(stored_checkpoint, "cleared a checkpoint never stored");
-                    } else {
-                        assert!(lagging, "checkpoint while not lagging");
-                    }
-                    assert!(cp.key_bytes() <= usize::from(input.max_bytes));
-                    stored_checkpoint = !cp.is_empty();
-                    // Restore into a fresh frontier at the high-water: every key lands between
-                    // the high-water and its current timestamp.
-                    let hw = *policy.frontier().frontier().unwrap();
-                    let mut fresh =
-                        Frontier::from_spans(FrontierConfig::default(), [all_keys()], hw).unwrap();
-                    fresh.restore(&cp).unwrap();
-                    for k in 0..KEYS {
-                        let got = fresh.get(&[k]).unwrap();
-                        assert!(hw <= *got && got <= policy.frontier().get(&[k]).unwrap());
-                    }
-                }
-                _ => unreachable!("no other action exists"),
-            }
-        }
+        checks.drain(&mut policy, now);
         if let Some(at) = policy.poll_timeout() {
-            // A deadline in the past would have fired already, except the "due now" of a policy
-            // that starts lagging, which cannot happen here: it starts with one timestamp.
+            // Everything due is decided on the input that made it due.
             assert!(at > now, "deadline {at:?} not after now {now:?}");
         }
     }

@@ -15,8 +15,9 @@ pub struct Config {
     pub regular_tokens: u64,
     /// Elastic tokens per stream, in bytes. Default 8 MiB (CockroachDB's default).
     pub elastic_tokens: u64,
-    /// Requests that may wait at once, counting admission outcomes not yet drained through
-    /// `poll_event`. Default 1,024.
+    /// Requests that may wait at once. Default 1,024. Outputs not yet drained through
+    /// `poll_output` are bounded by it too: `admit` refuses while any are left, so at most one
+    /// output per waiting request, plus the admission's own, is ever undrained.
     pub max_waiting: usize,
     /// Bytes that waiting requests may ask for in total. Default 64 MiB.
     pub max_waiting_bytes: u64,

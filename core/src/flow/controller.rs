@@ -7,12 +7,12 @@ use core::time::Duration;
 use super::config::Config;
 use super::error::{FlowError, Rejection};
 use super::metrics::ClassMetrics;
-use super::outcome::{Admission, Deduction, Event, Grant};
+use super::output::{Deduction, Grant, Output};
 use super::queue::{WaitQueue, Waiter};
 use super::stream::{Refund, Stream};
 use super::table::StreamTable;
 use super::types::{Class, LogPosition, RequestId, StreamId, Targets, ELASTIC, REGULAR};
-use crate::time::Instant;
+use crate::time::{Instant, Monotonic};
 
 /// Tokens an admitted request holds until it is bound to a log position or released.
 #[derive(Clone, Debug)]
@@ -34,13 +34,13 @@ pub struct FlowControl {
     replicating: Vec<(usize, usize)>,
     pub(super) queue: WaitQueue,
     pub(super) held: BTreeMap<RequestId, Held>,
-    events: VecDeque<Event>,
+    outputs: VecDeque<Output>,
     pub(super) counters: [ClassMetrics; 2],
     pub(super) control_requests: u64,
     /// Handed out at every connect, so tokens held across a disconnect are never returned to a
     /// later connection of the same stream.
     epochs: u64,
-    now: Instant,
+    clock: Monotonic,
 }
 
 impl FlowControl {
@@ -52,17 +52,17 @@ impl FlowControl {
             replicating: Vec::new(),
             queue: WaitQueue::default(),
             held: BTreeMap::new(),
-            events: VecDeque::new(),
+            outputs: VecDeque::new(),
             counters: Default::default(),
             control_requests: 0,
             epochs: 0,
-            now: Instant::ZERO,
+            clock: Monotonic::default(),
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration (a copy).
+    pub fn config(&self) -> Config {
+        self.config.clone()
     }
 
     // ---- streams ---------------------------------------------------------------------------
@@ -75,7 +75,6 @@ impl FlowControl {
         stream: StreamId,
         position: LogPosition,
     ) -> Result<(), FlowError> {
-        self.advance(now);
         let epoch = self.epochs.wrapping_add(1);
         match self.streams.get_mut(&stream) {
             Some(s) if s.connected => return Err(FlowError::AlreadyConnected(stream)),
@@ -90,6 +89,7 @@ impl FlowControl {
             }
         }
         self.epochs = epoch;
+        self.clock.observe(now);
         // A new replicating stream can complete a quorum.
         self.serve(None);
         Ok(())
@@ -98,11 +98,11 @@ impl FlowControl {
     /// Disconnects `stream`: every token it tracked comes back, and requests waiting on it are
     /// served again without it. Disconnecting a disconnected stream does nothing.
     pub fn disconnect_stream(&mut self, now: Instant, stream: StreamId) -> Result<(), FlowError> {
-        self.advance(now);
         let s = self
             .streams
             .get_mut(&stream)
             .ok_or(FlowError::UnknownStream(stream))?;
+        self.clock.observe(now);
         if !s.connected {
             return Ok(());
         }
@@ -115,11 +115,11 @@ impl FlowControl {
 
     /// Removes `stream` altogether, returning its tokens as a disconnect does.
     pub fn remove_stream(&mut self, now: Instant, stream: StreamId) -> Result<(), FlowError> {
-        self.advance(now);
         let mut s = self
             .streams
             .remove(&stream)
             .ok_or(FlowError::UnknownStream(stream))?;
+        self.clock.observe(now);
         let refund = s.reset();
         self.count_refund(refund, true);
         self.serve(Some(stream));
@@ -128,7 +128,14 @@ impl FlowControl {
 
     // ---- admission -------------------------------------------------------------------------
 
-    /// Asks to send `bytes` of `class` work to `targets`.
+    /// Asks to send `bytes` of `class` work to `targets`. The outcome comes out of
+    /// [`poll_output`](Self::poll_output), at once: [`Output::Admitted`], [`Output::Queued`] or
+    /// [`Output::Rejected`] for `id`.
+    ///
+    /// Refused with [`FlowError::Undrained`] while earlier outputs are undrained, and with a
+    /// usage error for a malformed request; either way nothing changes. A request turned away at
+    /// a configured limit is not an error: it is counted, and its outcome is
+    /// [`Output::Rejected`].
     ///
     /// Control work is admitted at once and never touches a pool. Regular work is admitted when
     /// a quorum of its replicating targets, including every replicating must-have, has regular
@@ -146,35 +153,45 @@ impl FlowControl {
         class: Class,
         bytes: u64,
         targets: &Targets,
-    ) -> Result<Admission, FlowError> {
-        let now = self.advance(now);
+    ) -> Result<(), FlowError> {
+        if !self.outputs.is_empty() {
+            return Err(FlowError::Undrained);
+        }
         let Some(pool) = class.pool() else {
+            self.clock.observe(now);
             self.control_requests += 1;
-            return Ok(Admission::Admitted(Grant {
+            let grant = Grant {
                 class,
                 bytes,
                 charged: Vec::new(),
                 deferred: Vec::new(),
                 waited: Duration::ZERO,
-            }));
+            };
+            self.outputs.push_back(Output::Admitted { id, grant });
+            return Ok(());
         };
         self.validate(pool, class, bytes, targets)?;
         if self.held.contains_key(&id) || self.queue.contains(id) {
             return Err(FlowError::DuplicateRequest(id.0));
         }
+        let now = self.clock.observe(now);
         if self.held.len() + self.queue.len() >= self.config.max_in_flight {
-            return Ok(self.reject(pool, Rejection::TooManyInFlight));
+            self.reject(id, pool, Rejection::TooManyInFlight);
+            return Ok(());
         }
         if !self.queue.behind_earlier(pool, targets) {
             if let Some(grant) = self.try_grant(id, pool, class, bytes, targets, Duration::ZERO) {
-                return Ok(Admission::Admitted(grant));
+                self.outputs.push_back(Output::Admitted { id, grant });
+                return Ok(());
             }
         }
-        if self.queue.len() + self.events.len() >= self.config.max_waiting {
-            return Ok(self.reject(pool, Rejection::QueueFull));
+        if self.queue.len() >= self.config.max_waiting {
+            self.reject(id, pool, Rejection::QueueFull);
+            return Ok(());
         }
         if self.queue.bytes().saturating_add(bytes) > self.config.max_waiting_bytes {
-            return Ok(self.reject(pool, Rejection::QueueBytesFull));
+            self.reject(id, pool, Rejection::QueueBytesFull);
+            return Ok(());
         }
         let deadline = now + self.config.max_wait;
         self.queue.push(Waiter {
@@ -185,16 +202,17 @@ impl FlowControl {
             since: now,
             deadline,
         });
-        Ok(Admission::Queued { deadline })
+        self.outputs.push_back(Output::Queued { id, deadline });
+        Ok(())
     }
 
-    /// Gives up on a waiting request. It produces no event.
+    /// Gives up on a waiting request. It produces no more output.
     pub fn cancel(&mut self, now: Instant, id: RequestId) -> Result<(), FlowError> {
-        self.advance(now);
         let waiter = self
             .queue
             .remove(id)
             .ok_or(FlowError::UnknownRequest(id.0))?;
+        self.clock.observe(now);
         self.counter(waiter.pool).requests_errored += 1;
         // Its place in line may have held others back.
         self.serve(None);
@@ -209,8 +227,8 @@ impl FlowControl {
         id: RequestId,
         position: LogPosition,
     ) -> Result<(), FlowError> {
-        self.advance(now);
         let refund = self.settle(id, |s, pool, bytes| s.bind(pool, bytes, position))?;
+        self.clock.observe(now);
         self.count_refund(refund, false);
         self.serve(None);
         Ok(())
@@ -218,8 +236,8 @@ impl FlowControl {
 
     /// The admitted request `id` will never be sent: its tokens come back.
     pub fn release(&mut self, now: Instant, id: RequestId) -> Result<(), FlowError> {
-        self.advance(now);
         let refund = self.settle(id, |s, pool, bytes| s.unhold(pool, bytes))?;
+        self.clock.observe(now);
         self.count_refund(refund, true);
         self.serve(None);
         Ok(())
@@ -252,6 +270,10 @@ impl FlowControl {
     /// Deducts `bytes` for the entry at `position` on one stream, outside admission: the entries
     /// a [`Grant`] deferred, or any other send the caller paces itself. Deducts only when the
     /// class's pool has tokens, so the one-request debt bound holds here too.
+    ///
+    /// The answer is returned rather than put out through [`poll_output`](Self::poll_output):
+    /// a deduction never waits and never admits anyone, so it is complete when the call returns
+    /// and nothing follows from it.
     pub fn deduct(
         &mut self,
         now: Instant,
@@ -260,7 +282,6 @@ impl FlowControl {
         position: LogPosition,
         bytes: u64,
     ) -> Result<Deduction, FlowError> {
-        self.advance(now);
         let pool = class.pool().ok_or(FlowError::ControlClass)?;
         self.validate_bytes(pool, class, bytes)?;
         let s = self
@@ -270,6 +291,7 @@ impl FlowControl {
         if !s.connected {
             return Err(FlowError::NotConnected(stream));
         }
+        self.clock.observe(now);
         if !s.has_tokens(pool) {
             return Ok(Deduction::NoTokens);
         }
@@ -284,8 +306,10 @@ impl FlowControl {
 
     /// The receiver behind `stream` reports every `class` entry up to `up_to` admitted. The
     /// report is absolute: repeating it, or receiving an older one late, changes nothing.
-    /// Reports for unknown or disconnected streams are ignored (they hold no tokens). Returns
-    /// the bytes that came back.
+    /// Reports for unknown or disconnected streams are ignored (they hold no tokens).
+    ///
+    /// Returns the bytes that came back, a fact complete when the call returns; waiting requests
+    /// those bytes admit come out of [`poll_output`](Self::poll_output).
     pub fn handle_admitted(
         &mut self,
         now: Instant,
@@ -293,8 +317,8 @@ impl FlowControl {
         class: Class,
         up_to: LogPosition,
     ) -> Result<u64, FlowError> {
-        self.advance(now);
         let pool = class.pool().ok_or(FlowError::ControlClass)?;
+        self.clock.observe(now);
         let refund = match self.streams.get_mut(&stream) {
             Some(s) if s.connected => s.admit_up_to(pool, up_to),
             _ => return Ok(0),
@@ -308,16 +332,17 @@ impl FlowControl {
 
     // ---- time and output -------------------------------------------------------------------
 
-    /// Rejects every waiter whose deadline has passed.
+    /// Rejects every waiter whose deadline has passed; each comes out of
+    /// [`poll_output`](Self::poll_output) as [`Output::Rejected`] with [`Rejection::TimedOut`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
+        let now = self.clock.observe(now);
         let expired = self.queue.take_expired(now);
         if expired.is_empty() {
             return;
         }
         for w in expired {
             self.counter(w.pool).requests_errored += 1;
-            self.events.push_back(Event::Rejected {
+            self.outputs.push_back(Output::Rejected {
                 id: w.id,
                 reason: Rejection::TimedOut,
             });
@@ -325,23 +350,18 @@ impl FlowControl {
         self.serve(None);
     }
 
-    /// The next outcome of a request that waited. Drain until `None`.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    /// The next output, in the order produced. Drain until `None` after every call.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called: the earliest
+    /// deadline of a waiting request, or `None` when nothing waits. Read after draining.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue.earliest_deadline()
     }
 
     // ---- internals -------------------------------------------------------------------------
-
-    /// Time never goes backwards inside the machine, whatever the caller passes.
-    fn advance(&mut self, now: Instant) -> Instant {
-        self.now = self.now.max(now);
-        self.now
-    }
 
     fn counter(&mut self, pool: usize) -> &mut ClassMetrics {
         let [regular, elastic] = &mut self.counters;
@@ -352,9 +372,9 @@ impl FlowControl {
         }
     }
 
-    fn reject(&mut self, pool: usize, reason: Rejection) -> Admission {
+    fn reject(&mut self, id: RequestId, pool: usize, reason: Rejection) {
         self.counter(pool).requests_errored += 1;
-        Admission::Rejected(reason)
+        self.outputs.push_back(Output::Rejected { id, reason });
     }
 
     fn validate_bytes(&self, pool: usize, class: Class, bytes: u64) -> Result<(), FlowError> {
@@ -461,7 +481,7 @@ impl FlowControl {
         let m = self.counter(pool);
         m.requests_admitted += 1;
         m.tokens_deducted += bytes * charged.len() as u64;
-        m.wait_duration.record(waited);
+        m.wait_duration_ns.record_duration(waited);
         Some(Grant {
             class,
             bytes,
@@ -489,7 +509,7 @@ impl FlowControl {
                     .replicas()
                     .iter()
                     .any(|t| blocked.contains(&t.stream));
-                let waited = self.now.duration_since(w.since);
+                let waited = self.clock.now().duration_since(w.since);
                 let grant = if held_back {
                     None
                 } else {
@@ -501,7 +521,7 @@ impl FlowControl {
                         if bypass.is_some_and(|s| w.targets.contains(s)) {
                             self.counter(pool).requests_bypassed += 1;
                         }
-                        self.events.push_back(Event::Admitted { id: w.id, grant });
+                        self.outputs.push_back(Output::Admitted { id: w.id, grant });
                     }
                     None => {
                         blocked.extend(w.targets.replicas().iter().map(|t| t.stream));

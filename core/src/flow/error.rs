@@ -1,9 +1,22 @@
 //! Errors and rejections of the flow controller.
 
 use super::types::{Class, StreamId};
+use crate::error::{ErrorKind, Kind};
 
-/// A call the controller refused because the caller misused it. The controller's state is
-/// unchanged.
+/// A call the controller refused. The controller's state is unchanged.
+///
+/// Every variant is a caller's mistake ([`ErrorKind::Usage`]) except [`FlowError::TooManyStreams`]
+/// and [`FlowError::Undrained`], which are limits ([`ErrorKind::Limit`]): the same call succeeds
+/// once a stream is removed, or once the output is drained. The controller never closes, so no
+/// error is of kind [`ErrorKind::Closed`].
+///
+/// ```
+/// use weir::error::{ErrorKind, Kind};
+/// use weir::flow::FlowError;
+///
+/// assert_eq!(FlowError::ZeroBytes.kind(), ErrorKind::Usage);
+/// assert_eq!(FlowError::Undrained.kind(), ErrorKind::Limit);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FlowError {
@@ -63,6 +76,31 @@ pub enum FlowError {
     /// `Config::max_streams` streams are already known.
     #[error("the limit of {0} streams is reached")]
     TooManyStreams(usize),
+    /// `admit` while outputs of earlier calls are still waiting in
+    /// [`poll_output`](super::FlowControl::poll_output). Drain it, then admit again: this keeps
+    /// the output queue bounded by the waiting queue.
+    #[error("outputs are undrained: drain poll_output before admitting")]
+    Undrained,
+}
+
+impl Kind for FlowError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            FlowError::TooManyStreams(_) | FlowError::Undrained => ErrorKind::Limit,
+            FlowError::ControlClass
+            | FlowError::ZeroBytes
+            | FlowError::TooLarge { .. }
+            | FlowError::NoTargets
+            | FlowError::TooManyTargets { .. }
+            | FlowError::DuplicateTarget(_)
+            | FlowError::InvalidQuorum { .. }
+            | FlowError::DuplicateRequest(_)
+            | FlowError::UnknownRequest(_)
+            | FlowError::UnknownStream(_)
+            | FlowError::NotConnected(_)
+            | FlowError::AlreadyConnected(_) => ErrorKind::Usage,
+        }
+    }
 }
 
 /// Why a request was turned away. Each one is a configured limit reached: the request was not
@@ -71,7 +109,7 @@ pub enum FlowError {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum Rejection {
-    /// `Config::max_waiting` requests are already waiting (or their outcomes undrained).
+    /// `Config::max_waiting` requests are already waiting.
     QueueFull,
     /// Waiting would take the queued bytes past `Config::max_waiting_bytes`.
     QueueBytesFull,
@@ -82,6 +120,9 @@ pub enum Rejection {
 }
 
 /// A broken accounting invariant, reported by [`FlowControl::check_invariants`](super::FlowControl::check_invariants).
+///
+/// Not a refusal of a call, and so not one of the three [`ErrorKind`]s: no call returns it, and
+/// seeing it means a bug in the controller, not in its caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvariantViolation {

@@ -1,55 +1,6 @@
 //! What a flow controller counts, under CockroachDB's metric names.
 
-use core::time::Duration;
-
-/// Upper bounds of the wait-duration histogram buckets, in nanoseconds; the last bucket takes
-/// everything above the last bound.
-pub const WAIT_BUCKETS_NS: [u64; 12] = [
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    5_000_000,
-    10_000_000,
-    50_000_000,
-    100_000_000,
-    500_000_000,
-    1_000_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
-
-/// A fixed-bucket histogram of wait durations.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct WaitHistogram {
-    /// Counts per bucket: `buckets[i]` counts waits of at most `WAIT_BUCKETS_NS[i]`, and the last
-    /// one everything longer.
-    pub buckets: [u64; WAIT_BUCKETS_NS.len() + 1],
-    /// Waits recorded.
-    pub count: u64,
-    /// Sum of all waits, in nanoseconds.
-    pub sum_ns: u64,
-    /// The longest wait, in nanoseconds.
-    pub max_ns: u64,
-}
-
-impl WaitHistogram {
-    /// Records one wait.
-    pub fn record(&mut self, wait: Duration) {
-        let ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = WAIT_BUCKETS_NS
-            .iter()
-            .position(|&bound| ns <= bound)
-            .unwrap_or(WAIT_BUCKETS_NS.len());
-        if let Some(slot) = self.buckets.get_mut(bucket) {
-            *slot += 1;
-        }
-        self.count += 1;
-        self.sum_ns = self.sum_ns.saturating_add(ns);
-        self.max_ns = self.max_ns.max(ns);
-    }
-}
+use crate::histogram::Histogram;
 
 /// The figures of one work class. Field names follow CockroachDB's
 /// `kvadmission.flow_controller.{regular,elastic}_<field>` metrics.
@@ -75,8 +26,9 @@ pub struct ClassMetrics {
     /// Counter: waiting requests admitted because a stream they waited on disconnected or was
     /// removed.
     pub requests_bypassed: u64,
-    /// Histogram: how long admitted requests waited.
-    pub wait_duration: WaitHistogram,
+    /// Histogram: how long admitted requests waited, in nanoseconds (zero for a request
+    /// admitted at once).
+    pub wait_duration_ns: Histogram,
     /// Gauge: connected streams with no tokens in this class's pool.
     pub blocked_stream_count: u64,
     /// Gauge: connected streams.
@@ -95,23 +47,4 @@ pub struct Metrics {
     pub control_requests: u64,
     /// Gauge: bytes waiting requests ask for.
     pub waiting_bytes: u64,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_by_upper_bound() {
-        let mut h = WaitHistogram::default();
-        h.record(Duration::ZERO);
-        h.record(Duration::from_micros(1));
-        h.record(Duration::from_millis(7));
-        h.record(Duration::from_secs(60));
-        assert_eq!(h.buckets[0], 2);
-        assert_eq!(h.buckets[5], 1);
-        assert_eq!(h.buckets[WAIT_BUCKETS_NS.len()], 1);
-        assert_eq!(h.count, 4);
-        assert_eq!(h.max_ns, 60_000_000_000);
-    }
 }

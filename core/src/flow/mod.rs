@@ -3,7 +3,7 @@
 //! replica's.
 //!
 //! ```
-//! use weir::flow::{Admission, Class, Config, FlowControl, LogPosition, RequestId, StreamId, Targets};
+//! use weir::flow::{Class, Config, FlowControl, LogPosition, Output, RequestId, StreamId, Targets};
 //! use weir::time::Instant;
 //!
 //! let mut fc = FlowControl::new(Config::default());
@@ -15,9 +15,11 @@
 //! let targets = Targets::majority(&replicas).with_must_have(replicas[0]);
 //!
 //! // A 1 MiB write is admitted at once and its tokens are deducted at once.
-//! let Admission::Admitted(grant) = fc.admit(now, RequestId(1), Class::Regular, 1 << 20, &targets)? else {
+//! fc.admit(now, RequestId(1), Class::Regular, 1 << 20, &targets)?;
+//! let Some(Output::Admitted { id: RequestId(1), grant }) = fc.poll_output() else {
 //!     panic!("16 MiB of tokens are available");
 //! };
+//! assert_eq!(fc.poll_output(), None);
 //! assert_eq!(grant.charged.len(), 3);
 //! assert_eq!(fc.available(replicas[1], Class::Regular), Some(15 << 20));
 //!
@@ -31,10 +33,10 @@
 //! assert_eq!(fc.available(replicas[1], Class::Regular), Some(16 << 20));
 //!
 //! // Heartbeats take no tokens and never wait.
-//! assert!(matches!(
-//!     fc.admit(now, RequestId(2), Class::Control, 64, &targets)?,
-//!     Admission::Admitted(_)
-//! ));
+//! fc.admit(now, RequestId(2), Class::Control, 64, &targets)?;
+//! assert!(matches!(fc.poll_output(), Some(Output::Admitted { id: RequestId(2), .. })));
+//! assert_eq!(fc.poll_timeout(), None);
+//! assert_eq!(fc.metrics().regular.wait_duration_ns.count, 1);
 //! fc.check_invariants()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -76,14 +78,21 @@
 //! Requests that cannot go at once wait in a queue bounded in count and bytes
 //! ([`Config::max_waiting`], [`Config::max_waiting_bytes`]); past a bound they are turned away
 //! with a typed [`Rejection`]. Each wait has a deadline ([`Config::max_wait`]): call
-//! [`FlowControl::handle_timeout`] at [`FlowControl::poll_timeout`]. Outcomes of waiting requests
-//! come out of [`FlowControl::poll_event`]. Regular waiters are served before elastic ones, and
+//! [`FlowControl::handle_timeout`] at [`FlowControl::poll_timeout`]. Every outcome, at once or
+//! after waiting, comes out of [`FlowControl::poll_output`] as an [`Output`]. Regular waiters are served before elastic ones, and
 //! within a class a request never overtakes an earlier one that shares a stream with it.
+//!
+//! Every call that takes a `now` passes it through a [`time::Monotonic`](crate::time::Monotonic):
+//! a `now` earlier than one already seen counts as that one, so a clock stepped back means no
+//! time passed. [`FlowControl::metrics`] records how long admitted requests waited in
+//! [`ClassMetrics::wait_duration_ns`], a [`Histogram`](crate::histogram::Histogram) in
+//! nanoseconds.
 //!
 //! # Memory
 //!
 //! Every structure is bounded by the [`Config`]: streams by [`Config::max_streams`], waiting
-//! requests and their undrained outcomes by [`Config::max_waiting`] and
+//! requests and undrained outputs by [`Config::max_waiting`] (`admit` refuses with
+//! [`FlowError::Undrained`] until the outputs are drained) and
 //! [`Config::max_waiting_bytes`], admitted requests without a position by
 //! [`Config::max_in_flight`], targets per request by [`Config::max_targets`]. Tracked
 //! deductions are kept one per (class, position); each is at least one byte and is only made
@@ -99,7 +108,7 @@ mod controller;
 mod error;
 mod inspect;
 mod metrics;
-mod outcome;
+mod output;
 mod queue;
 mod stream;
 mod table;
@@ -108,8 +117,8 @@ mod types;
 pub use config::Config;
 pub use controller::FlowControl;
 pub use error::{FlowError, InvariantViolation, Rejection};
-pub use metrics::{ClassMetrics, Metrics, WaitHistogram, WAIT_BUCKETS_NS};
-pub use outcome::{Admission, Deduction, Event, Grant};
+pub use metrics::{ClassMetrics, Metrics};
+pub use output::{Deduction, Grant, Output};
 pub use types::{Class, LogPosition, RequestId, StreamId, Target, Targets};
 
 #[cfg(test)]

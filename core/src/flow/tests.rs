@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::*;
+use crate::error::Kind;
 use crate::time::Instant;
 
 const KIB: u64 = 1 << 10;
@@ -35,22 +36,37 @@ fn three() -> Targets {
     Targets::majority(&[s(1), s(2), s(3)])
 }
 
-fn admitted(a: Admission) -> Grant {
-    match a {
-        Admission::Admitted(grant) => grant,
+/// Admits through `fc.admit` and returns the one output the admission produced.
+fn admit(
+    fc: &mut FlowControl,
+    now: Instant,
+    id: u64,
+    class: Class,
+    bytes: u64,
+    targets: &Targets,
+) -> Result<Output, FlowError> {
+    fc.admit(now, RequestId(id), class, bytes, targets)?;
+    let out = fc.poll_output().expect("every admission has an outcome");
+    assert_eq!(fc.poll_output(), None, "one output per admission");
+    Ok(out)
+}
+
+fn admitted(out: Output) -> Grant {
+    match out {
+        Output::Admitted { grant, .. } => grant,
         other => panic!("expected admission, got {other:?}"),
     }
 }
 
-fn events(fc: &mut FlowControl) -> Vec<Event> {
-    core::iter::from_fn(|| fc.poll_event()).collect()
+fn outputs(fc: &mut FlowControl) -> Vec<Output> {
+    core::iter::from_fn(|| fc.poll_output()).collect()
 }
 
-fn admitted_ids(events: &[Event]) -> Vec<u64> {
-    events
+fn admitted_ids(outputs: &[Output]) -> Vec<u64> {
+    outputs
         .iter()
         .filter_map(|e| match e {
-            Event::Admitted { id, .. } => Some(id.0),
+            Output::Admitted { id, .. } => Some(id.0),
             _ => None,
         })
         .collect()
@@ -77,14 +93,11 @@ fn control_never_waits_nor_deducts() {
         exhaust(&mut fc, s(i), pos(1));
     }
     assert!(matches!(
-        fc.admit(t(0), RequestId(1), Class::Regular, KIB, &three()),
-        Ok(Admission::Queued { .. })
+        admit(&mut fc, t(0), 1, Class::Regular, KIB, &three()),
+        Ok(Output::Queued { .. })
     ));
     for id in 2..100 {
-        let grant = admitted(
-            fc.admit(t(0), RequestId(id), Class::Control, 100, &three())
-                .unwrap(),
-        );
+        let grant = admitted(admit(&mut fc, t(0), id, Class::Control, 100, &three()).unwrap());
         assert!(grant.charged.is_empty());
         assert_eq!(grant.waited, Duration::ZERO);
     }
@@ -104,15 +117,15 @@ fn one_small_return_admits_one_waiter_not_a_flood() {
     let request = 400 * KIB;
     for id in 0..100 {
         assert!(matches!(
-            fc.admit(t(10), RequestId(id), Class::Regular, request, &one),
-            Ok(Admission::Queued { .. })
+            admit(&mut fc, t(10), id, Class::Regular, request, &one),
+            Ok(Output::Queued { .. })
         ));
     }
     assert_eq!(
         fc.handle_admitted(t(30), s(1), Class::Regular, pos(1)),
         Ok(KIB)
     );
-    assert_eq!(admitted_ids(&events(&mut fc)), vec![0]);
+    assert_eq!(admitted_ids(&outputs(&mut fc)), vec![0]);
     let debt = -fc.available(s(1), Class::Regular).unwrap();
     assert_eq!(debt, i64::try_from(request - KIB).unwrap());
     assert_eq!(fc.waiting(), 99);
@@ -123,10 +136,7 @@ fn one_small_return_admits_one_waiter_not_a_flood() {
 fn regular_work_goes_at_the_quorums_pace() {
     let mut fc = controller(Config::default(), 3);
     exhaust(&mut fc, s(3), pos(1));
-    let grant = admitted(
-        fc.admit(t(0), RequestId(1), Class::Regular, MIB, &three())
-            .unwrap(),
-    );
+    let grant = admitted(admit(&mut fc, t(0), 1, Class::Regular, MIB, &three()).unwrap());
     assert_eq!(grant.charged, vec![s(1), s(2)]);
     assert_eq!(grant.deferred, vec![s(3)]);
     // The slow stream is not charged: it stays at zero, not deeper in debt.
@@ -134,20 +144,21 @@ fn regular_work_goes_at_the_quorums_pace() {
     // But a must-have without tokens holds the request back.
     let leaseholder_slow = three().with_must_have(s(3));
     assert!(matches!(
-        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &leaseholder_slow),
-        Ok(Admission::Queued { .. })
+        admit(&mut fc, t(0), 2, Class::Regular, MIB, &leaseholder_slow),
+        Ok(Output::Queued { .. })
     ));
     // And without a quorum it waits too.
     exhaust(&mut fc, s(2), pos(2));
     assert!(matches!(
-        fc.admit(
+        admit(
+            &mut fc,
             t(0),
-            RequestId(3),
+            3,
             Class::Regular,
             MIB,
             &Targets::majority(&[s(2), s(3), s(4)])
         ),
-        Ok(Admission::Queued { .. })
+        Ok(Output::Queued { .. })
     ));
     fc.check_invariants().unwrap();
 }
@@ -158,12 +169,12 @@ fn elastic_waits_for_every_replicating_target_and_disconnect_unblocks_it() {
     fc.deduct(t(0), s(3), Class::Elastic, pos(1), 8 * MIB)
         .unwrap();
     assert!(matches!(
-        fc.admit(t(0), RequestId(1), Class::Elastic, MIB, &three()),
-        Ok(Admission::Queued { .. })
+        admit(&mut fc, t(0), 1, Class::Elastic, MIB, &three()),
+        Ok(Output::Queued { .. })
     ));
     fc.disconnect_stream(t(1), s(3)).unwrap();
-    let out = events(&mut fc);
-    let Some(Event::Admitted { grant, .. }) = out.first() else {
+    let out = outputs(&mut fc);
+    let Some(Output::Admitted { grant, .. }) = out.first() else {
         panic!("expected an admission, got {out:?}");
     };
     assert_eq!(grant.charged, vec![s(1), s(2)]);
@@ -171,6 +182,8 @@ fn elastic_waits_for_every_replicating_target_and_disconnect_unblocks_it() {
     let m = fc.metrics();
     assert_eq!(m.elastic.requests_bypassed, 1);
     assert_eq!(m.elastic.tokens_unaccounted, 8 * MIB);
+    assert_eq!(m.elastic.wait_duration_ns.count, 1);
+    assert_eq!(m.elastic.wait_duration_ns.max, 1_000_000_000);
     assert_eq!(fc.tracked(s(3), Class::Elastic), Some(0));
     fc.check_invariants().unwrap();
 }
@@ -180,14 +193,12 @@ fn regular_is_served_before_elastic() {
     let mut fc = controller(Config::default(), 1);
     let one = Targets::majority(&[s(1)]);
     exhaust(&mut fc, s(1), pos(1));
-    fc.admit(t(0), RequestId(1), Class::Elastic, MIB, &one)
-        .unwrap();
-    fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
-        .unwrap();
+    admit(&mut fc, t(0), 1, Class::Elastic, MIB, &one).unwrap();
+    admit(&mut fc, t(0), 2, Class::Regular, MIB, &one).unwrap();
     // 16 MiB come back: regular goes first; the elastic pool is then 8 - 1 MiB, so elastic too.
     fc.handle_admitted(t(1), s(1), Class::Regular, pos(1))
         .unwrap();
-    assert_eq!(admitted_ids(&events(&mut fc)), vec![2, 1]);
+    assert_eq!(admitted_ids(&outputs(&mut fc)), vec![2, 1]);
     fc.check_invariants().unwrap();
 }
 
@@ -199,21 +210,20 @@ fn waiters_of_a_class_are_admitted_in_order() {
     fc.deduct(t(0), s(1), Class::Regular, pos(2), 15 * MIB)
         .unwrap();
     for id in 1..=5 {
-        fc.admit(t(0), RequestId(id), Class::Regular, 3 * MIB, &one)
-            .unwrap();
+        admit(&mut fc, t(0), id, Class::Regular, 3 * MIB, &one).unwrap();
     }
     // A newcomer queues behind them even though it is small.
     assert!(matches!(
-        fc.admit(t(0), RequestId(6), Class::Regular, 1, &one),
-        Ok(Admission::Queued { .. })
+        admit(&mut fc, t(0), 6, Class::Regular, 1, &one),
+        Ok(Output::Queued { .. })
     ));
     fc.handle_admitted(t(1), s(1), Class::Regular, pos(1))
         .unwrap();
-    assert_eq!(admitted_ids(&events(&mut fc)), vec![1]);
+    assert_eq!(admitted_ids(&outputs(&mut fc)), vec![1]);
     fc.handle_admitted(t(1), s(1), Class::Regular, pos(2))
         .unwrap();
     // 16 MiB back, 2 MiB in debt before: the pool reaches 14 MiB, enough for the next five.
-    assert_eq!(admitted_ids(&events(&mut fc)), vec![2, 3, 4, 5, 6]);
+    assert_eq!(admitted_ids(&outputs(&mut fc)), vec![2, 3, 4, 5, 6]);
     fc.check_invariants().unwrap();
 }
 
@@ -228,34 +238,41 @@ fn the_queue_is_bounded_with_typed_rejections() {
     let mut fc = controller(config, 1);
     let one = Targets::majority(&[s(1)]);
     exhaust(&mut fc, s(1), pos(1));
-    let ask = |fc: &mut FlowControl, id, bytes| {
-        fc.admit(t(0), RequestId(id), Class::Regular, bytes, &one)
-            .unwrap()
-    };
-    assert!(matches!(ask(&mut fc, 1, 2 * MIB), Admission::Queued { .. }));
+    let ask =
+        |fc: &mut FlowControl, id, bytes| admit(fc, t(0), id, Class::Regular, bytes, &one).unwrap();
+    assert!(matches!(ask(&mut fc, 1, 2 * MIB), Output::Queued { .. }));
     assert_eq!(
         ask(&mut fc, 2, 2 * MIB),
-        Admission::Rejected(Rejection::QueueBytesFull)
+        Output::Rejected {
+            id: RequestId(2),
+            reason: Rejection::QueueBytesFull
+        }
     );
-    assert!(matches!(ask(&mut fc, 3, MIB), Admission::Queued { .. }));
+    assert!(matches!(ask(&mut fc, 3, MIB), Output::Queued { .. }));
     assert_eq!(
         ask(&mut fc, 4, 1),
-        Admission::Rejected(Rejection::QueueFull)
+        Output::Rejected {
+            id: RequestId(4),
+            reason: Rejection::QueueFull
+        }
     );
     assert_eq!(fc.waiting_bytes(), 3 * MIB);
     assert_eq!(fc.metrics().regular.requests_errored, 2);
     // In flight counts admitted, unbound requests too.
     fc.handle_admitted(t(0), s(1), Class::Regular, pos(1))
         .unwrap();
-    assert_eq!(events(&mut fc).len(), 2);
-    assert!(matches!(ask(&mut fc, 5, 1), Admission::Admitted(_)));
-    assert!(matches!(ask(&mut fc, 6, 1), Admission::Admitted(_)));
+    assert_eq!(outputs(&mut fc).len(), 2);
+    assert!(matches!(ask(&mut fc, 5, 1), Output::Admitted { .. }));
+    assert!(matches!(ask(&mut fc, 6, 1), Output::Admitted { .. }));
     assert_eq!(
         ask(&mut fc, 7, 1),
-        Admission::Rejected(Rejection::TooManyInFlight)
+        Output::Rejected {
+            id: RequestId(7),
+            reason: Rejection::TooManyInFlight
+        }
     );
     fc.release(t(0), RequestId(5)).unwrap();
-    assert!(matches!(ask(&mut fc, 7, 1), Admission::Admitted(_)));
+    assert!(matches!(ask(&mut fc, 7, 1), Output::Admitted { .. }));
     fc.check_invariants().unwrap();
 }
 
@@ -268,21 +285,29 @@ fn undrained_outcomes_hold_their_queue_slot() {
     let mut fc = controller(config, 1);
     let one = Targets::majority(&[s(1)]);
     exhaust(&mut fc, s(1), pos(1));
-    fc.admit(t(0), RequestId(1), Class::Regular, MIB, &one)
-        .unwrap();
+    assert!(matches!(
+        admit(&mut fc, t(0), 1, Class::Regular, MIB, &one),
+        Ok(Output::Queued { .. })
+    ));
     fc.handle_admitted(t(0), s(1), Class::Regular, pos(1))
         .unwrap();
     exhaust(&mut fc, s(1), pos(2));
-    assert_eq!(
-        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
-            .unwrap(),
-        Admission::Rejected(Rejection::QueueFull)
-    );
-    assert_eq!(events(&mut fc).len(), 1);
+    // The first request's outcome is undrained: no request gets in, not even a heartbeat, and
+    // the refusal changes nothing.
+    let before = fc.metrics();
+    for class in [Class::Regular, Class::Control] {
+        assert_eq!(
+            fc.admit(t(0), RequestId(2), class, MIB, &one),
+            Err(FlowError::Undrained)
+        );
+    }
+    assert_eq!(FlowError::Undrained.kind(), crate::error::ErrorKind::Limit);
+    assert_eq!(fc.metrics(), before);
+    assert_eq!(fc.waiting(), 0);
+    assert_eq!(admitted_ids(&outputs(&mut fc)), vec![1]);
     assert!(matches!(
-        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &one)
-            .unwrap(),
-        Admission::Queued { .. }
+        admit(&mut fc, t(0), 2, Class::Regular, MIB, &one).unwrap(),
+        Output::Queued { .. }
     ));
 }
 
@@ -293,18 +318,20 @@ fn waits_time_out_at_their_deadline() {
     exhaust(&mut fc, s(1), pos(1));
     assert_eq!(fc.poll_timeout(), None);
     assert_eq!(
-        fc.admit(t(1), RequestId(1), Class::Elastic, 1, &one),
-        Ok(Admission::Queued { deadline: t(11) })
+        admit(&mut fc, t(1), 1, Class::Elastic, 1, &one),
+        Ok(Output::Queued {
+            id: RequestId(1),
+            deadline: t(11)
+        })
     );
-    fc.admit(t(2), RequestId(2), Class::Regular, 1, &one)
-        .unwrap();
+    admit(&mut fc, t(2), 2, Class::Regular, 1, &one).unwrap();
     assert_eq!(fc.poll_timeout(), Some(t(11)));
     fc.handle_timeout(t(10));
-    assert!(events(&mut fc).is_empty());
+    assert!(outputs(&mut fc).is_empty());
     fc.handle_timeout(t(11));
     assert_eq!(
-        events(&mut fc),
-        vec![Event::Rejected {
+        outputs(&mut fc),
+        vec![Output::Rejected {
             id: RequestId(1),
             reason: Rejection::TimedOut
         }]
@@ -322,14 +349,8 @@ fn waits_time_out_at_their_deadline() {
 #[test]
 fn tokens_held_across_a_disconnect_are_not_returned_twice() {
     let mut fc = controller(Config::default(), 3);
-    admitted(
-        fc.admit(t(0), RequestId(1), Class::Regular, MIB, &three())
-            .unwrap(),
-    );
-    admitted(
-        fc.admit(t(0), RequestId(2), Class::Regular, MIB, &three())
-            .unwrap(),
-    );
+    admitted(admit(&mut fc, t(0), 1, Class::Regular, MIB, &three()).unwrap());
+    admitted(admit(&mut fc, t(0), 2, Class::Regular, MIB, &three()).unwrap());
     fc.disconnect_stream(t(0), s(1)).unwrap();
     fc.remove_stream(t(0), s(2)).unwrap();
     fc.connect_stream(t(0), s(1), pos(0)).unwrap();
@@ -381,7 +402,7 @@ fn misuse_is_a_typed_error_and_changes_nothing() {
     let mut fc = controller(Config::default(), 2);
     let two = Targets::majority(&[s(1), s(2)]);
     let go = |fc: &mut FlowControl, id, class, bytes, targets: &Targets| {
-        fc.admit(t(0), RequestId(id), class, bytes, targets)
+        admit(fc, t(0), id, class, bytes, targets)
     };
     assert_eq!(
         go(&mut fc, 1, Class::Regular, 0, &two),
@@ -459,4 +480,58 @@ fn metrics_report_gauges_and_counters() {
     assert_eq!(m.regular.tokens_returned, 16 * MIB);
     assert_eq!(m.regular.tokens_unaccounted, 0);
     assert_eq!(m.regular.blocked_stream_count, 0);
+}
+
+#[test]
+fn every_refusal_has_a_kind() {
+    use crate::error::ErrorKind;
+    assert_eq!(FlowError::TooManyStreams(1).kind(), ErrorKind::Limit);
+    assert_eq!(FlowError::UnknownRequest(1).kind(), ErrorKind::Usage);
+    assert_eq!(FlowError::ControlClass.kind(), ErrorKind::Usage);
+}
+
+#[test]
+fn time_going_backwards_is_no_time_passing() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    admit(&mut fc, t(5), 1, Class::Regular, 1, &one).unwrap();
+    // A later call with an earlier clock counts as at 5 s: the deadline stays at 15 s.
+    assert_eq!(
+        admit(&mut fc, t(1), 2, Class::Regular, 1, &one),
+        Ok(Output::Queued {
+            id: RequestId(2),
+            deadline: t(15)
+        })
+    );
+    fc.handle_admitted(t(2), s(1), Class::Regular, pos(1))
+        .unwrap();
+    let waits: Vec<Duration> = outputs(&mut fc)
+        .into_iter()
+        .map(|o| admitted(o).waited)
+        .collect();
+    assert_eq!(waits, vec![Duration::ZERO, Duration::ZERO]);
+}
+
+#[test]
+fn a_refused_call_does_not_move_the_clock() {
+    let mut fc = controller(Config::default(), 1);
+    let one = Targets::majority(&[s(1)]);
+    exhaust(&mut fc, s(1), pos(1));
+    assert_eq!(
+        fc.remove_stream(t(50), s(9)),
+        Err(FlowError::UnknownStream(s(9)))
+    );
+    assert_eq!(
+        admit(&mut fc, t(50), 1, Class::Regular, 0, &one),
+        Err(FlowError::ZeroBytes)
+    );
+    // Had either refusal taken in its 50 s, the deadline would be 60 s.
+    assert_eq!(
+        admit(&mut fc, t(1), 1, Class::Regular, 1, &one),
+        Ok(Output::Queued {
+            id: RequestId(1),
+            deadline: t(11)
+        })
+    );
 }

@@ -3,7 +3,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use super::{Frontier, FrontierError, Span};
+use super::{Frontier, FrontierError, Span, Timestamp};
 
 /// The spans ahead of the frontier, grouped by timestamp: restoring it forwards each span to its
 /// own timestamp.
@@ -12,7 +12,7 @@ use super::{Frontier, FrontierError, Span};
 /// group never touch or overlap (they are merged).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Checkpoint<T> {
+pub struct Checkpoint<T = Timestamp> {
     /// One group per timestamp.
     pub groups: Vec<CheckpointGroup<T>>,
     /// Spans ahead of the frontier that the byte budget left out.
@@ -23,7 +23,7 @@ pub struct Checkpoint<T> {
 /// Spans that all reached one timestamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct CheckpointGroup<T> {
+pub struct CheckpointGroup<T = Timestamp> {
     /// The timestamp every span of the group reached.
     pub timestamp: T,
     /// Spans in key order.
@@ -34,7 +34,7 @@ pub struct CheckpointGroup<T> {
 /// timestamps and restored at the lowest timestamp among them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct LegacyCheckpoint<T> {
+pub struct LegacyCheckpoint<T = Timestamp> {
     /// The lowest timestamp of the keys in `spans`; `None` when there are no spans.
     pub timestamp: Option<T>,
     /// Spans in key order.
@@ -103,11 +103,11 @@ impl<T: Ord + Clone> Frontier<T> {
     /// if its key bytes fit in what is left of the budget (a span too large is skipped and smaller
     /// ones after it may still fit). The same frontier and budget always give the same checkpoint.
     pub fn checkpoint(&self, max_bytes: usize) -> Checkpoint<T> {
-        let Some(high_water) = self.frontier() else {
+        let Some(high_water) = self.lowest() else {
             return Checkpoint::empty();
         };
-        let mut ahead: BTreeMap<&T, Vec<Span>> = BTreeMap::new();
-        for (span, ts) in self.entries().filter(|(_, ts)| *ts > high_water) {
+        let mut ahead: BTreeMap<T, Vec<Span>> = BTreeMap::new();
+        for (span, ts) in self.entries().filter(|(_, ts)| ts > high_water) {
             push_merged(ahead.entry(ts).or_default(), span);
         }
         let mut budget = max_bytes;
@@ -122,7 +122,7 @@ impl<T: Ord + Clone> Frontier<T> {
             omitted_spans += total - kept.len();
             if !kept.is_empty() {
                 groups.push(CheckpointGroup {
-                    timestamp: ts.clone(),
+                    timestamp: ts,
                     spans: kept,
                 });
             }
@@ -138,12 +138,14 @@ impl<T: Ord + Clone> Frontier<T> {
     /// it fits in what is left. The timestamp is the lowest of the keys kept.
     pub fn legacy_checkpoint(&self, max_bytes: usize) -> LegacyCheckpoint<T> {
         let mut runs: Vec<Span> = Vec::new();
-        let mut lows: Vec<&T> = Vec::new();
-        if let Some(high_water) = self.frontier() {
-            for (span, ts) in self.entries().filter(|(_, ts)| *ts > high_water) {
+        let mut lows: Vec<T> = Vec::new();
+        if let Some(high_water) = self.lowest() {
+            for (span, ts) in self.entries().filter(|(_, ts)| ts > high_water) {
                 if push_merged(&mut runs, span) {
                     if let Some(low) = lows.last_mut() {
-                        *low = (*low).min(ts);
+                        if ts < *low {
+                            *low = ts;
+                        }
                     }
                 } else {
                     lows.push(ts);
@@ -151,17 +153,20 @@ impl<T: Ord + Clone> Frontier<T> {
             }
         }
         let mut budget = max_bytes;
-        let mut timestamp: Option<&T> = None;
+        let mut timestamp: Option<T> = None;
         let mut spans = Vec::new();
         let total = runs.len();
         for (span, low) in runs.into_iter().zip(lows) {
             if take(&mut budget, span.key_bytes()) {
-                timestamp = Some(timestamp.map_or(low, |t| t.min(low)));
+                timestamp = Some(match timestamp {
+                    Some(t) => t.min(low),
+                    None => low,
+                });
                 spans.push(span);
             }
         }
         LegacyCheckpoint {
-            timestamp: timestamp.cloned(),
+            timestamp,
             omitted_spans: total - spans.len(),
             spans,
         }
@@ -174,13 +179,13 @@ impl<T: Ord + Clone> Frontier<T> {
     /// entries per span, the most one forward can add).
     pub fn restore(&mut self, checkpoint: &Checkpoint<T>) -> Result<bool, FrontierError> {
         self.check_room(checkpoint.span_count().saturating_mul(2))?;
-        let before = self.frontier().cloned();
+        let before = self.frontier();
         for group in &checkpoint.groups {
             for span in &group.spans {
                 self.forward(span, group.timestamp.clone())?;
             }
         }
-        Ok(matches!((before, self.frontier()), (Some(b), Some(a)) if *a > b))
+        Ok(matches!((before, self.lowest()), (Some(b), Some(a)) if *a > b))
     }
 
     /// Forwards every span of a legacy checkpoint to its single timestamp, as
@@ -193,11 +198,11 @@ impl<T: Ord + Clone> Frontier<T> {
             return Ok(false);
         };
         self.check_room(checkpoint.spans.len().saturating_mul(2))?;
-        let before = self.frontier().cloned();
+        let before = self.frontier();
         for span in &checkpoint.spans {
             self.forward(span, ts.clone())?;
         }
-        Ok(matches!((before, self.frontier()), (Some(b), Some(a)) if *a > b))
+        Ok(matches!((before, self.lowest()), (Some(b), Some(a)) if *a > b))
     }
 }
 

@@ -6,7 +6,7 @@ use core::mem;
 use core::ops::Bound::{Excluded, Included, Unbounded};
 
 use super::key::Key;
-use super::{FrontierError, Span};
+use super::{FrontierError, Span, Timestamp};
 
 /// Marks the end of a same-timestamp list and of the free list.
 const NIL: u32 = u32::MAX;
@@ -64,9 +64,15 @@ struct Slot<T> {
 /// Memory per entry: a 56-byte slot (two 16-byte keys, inline up to 14 bytes, plus the timestamp
 /// and list links for the HLC [`Timestamp`](super::Timestamp)) and a start-key B-tree slot.
 ///
-/// `T` is any totally ordered timestamp; [`Timestamp`](super::Timestamp) is the HLC one.
+/// `T` is any totally ordered timestamp; [`Timestamp`] (the HLC one) is the default.
+///
+/// Every reader returns owned values (a timestamp, a [`Span`], a pair of both), cloned out of the
+/// frontier. The two that walk entries, [`entries`](Frontier::entries) and
+/// [`entries_in`](Frontier::entries_in), return an iterator that borrows the frontier while it
+/// yields owned pairs, so that walking a million entries does not first copy them all; collect it
+/// for a list that outlives the borrow.
 #[derive(Clone)]
-pub struct Frontier<T> {
+pub struct Frontier<T = Timestamp> {
     by_start: BTreeMap<Key, u32>,
     by_ts: BTreeMap<T, u32>,
     slots: Vec<Slot<T>>,
@@ -156,18 +162,23 @@ impl<T: Ord + Clone> Frontier<T> {
     }
 
     /// The frontier: the lowest timestamp of any tracked key, or `None` when nothing is tracked.
-    pub fn frontier(&self) -> Option<&T> {
-        self.slots.get(self.min as usize).map(|slot| &slot.ts)
+    pub fn frontier(&self) -> Option<T> {
+        self.lowest().cloned()
     }
 
     /// An entry at the frontier timestamp: a span that holds the frontier back.
-    pub fn frontier_span(&self) -> Option<(Span, &T)> {
+    pub fn frontier_span(&self) -> Option<(Span, T)> {
         self.slots.get(self.min as usize).map(entry)
     }
 
     /// The highest timestamp of any tracked key: the leading edge.
-    pub fn newest(&self) -> Option<&T> {
-        self.by_ts.last_key_value().map(|(ts, _)| ts)
+    pub fn newest(&self) -> Option<T> {
+        self.by_ts.last_key_value().map(|(ts, _)| ts.clone())
+    }
+
+    /// The frontier, borrowed, for comparisons inside the crate.
+    pub(super) fn lowest(&self) -> Option<&T> {
+        self.slots.get(self.min as usize).map(|slot| &slot.ts)
     }
 
     /// The number of entries: maximal runs of tracked keys at one timestamp.
@@ -180,15 +191,16 @@ impl<T: Ord + Clone> Frontier<T> {
         self.by_start.is_empty()
     }
 
-    /// Every entry in key order.
-    pub fn entries(&self) -> impl Iterator<Item = (Span, &T)> + '_ {
+    /// Every entry in key order. The iterator borrows the frontier; the pairs are owned.
+    pub fn entries(&self) -> impl Iterator<Item = (Span, T)> + '_ {
         self.by_start
             .values()
             .map(move |&i| entry(&self.slots[i as usize]))
     }
 
-    /// The entries that overlap `span`, in key order, clipped to it.
-    pub fn entries_in<'a>(&'a self, span: &'a Span) -> impl Iterator<Item = (Span, &'a T)> + 'a {
+    /// The entries that overlap `span`, in key order, clipped to it. The iterator borrows the
+    /// frontier and `span`; the pairs are owned.
+    pub fn entries_in<'a>(&'a self, span: &'a Span) -> impl Iterator<Item = (Span, T)> + 'a {
         let first = self.first_overlapping(span.start(), span.end());
         let from = first.map(|i| self.slots[i as usize].start.as_slice());
         from.into_iter()
@@ -200,24 +212,24 @@ impl<T: Ord + Clone> Frontier<T> {
                 let slot = &self.slots[i as usize];
                 let start = slot.start.clone().max(span.start_key().clone());
                 let end = slot.end.clone().min(span.end_key().clone());
-                (start < end).then(|| (Span::from_keys(start, end), &slot.ts))
+                (start < end).then(|| (Span::from_keys(start, end), slot.ts.clone()))
             })
     }
 
     /// The timestamp of `key`, if it is tracked.
-    pub fn get(&self, key: &[u8]) -> Option<&T> {
+    pub fn get(&self, key: &[u8]) -> Option<T> {
         let (_, &i) = self
             .by_start
             .range::<[u8], _>((Unbounded, Included(key)))
             .next_back()?;
         let slot = &self.slots[i as usize];
-        (key < slot.end.as_slice()).then_some(&slot.ts)
+        (key < slot.end.as_slice()).then(|| slot.ts.clone())
     }
 
     /// Moves the timestamp of every tracked key in `span` up to `ts`; keys already at or above
     /// `ts`, and keys not tracked, are left alone. Returns whether the frontier advanced.
     pub fn forward(&mut self, span: &Span, ts: T) -> Result<bool, FrontierError> {
-        let before = self.frontier().cloned();
+        let before = self.frontier();
         match self.exact(span) {
             // The common case: the span is exactly one entry.
             Some((left, i, right)) => {
@@ -243,7 +255,7 @@ impl<T: Ord + Clone> Frontier<T> {
             }
         }
         self.refresh_min();
-        Ok(matches!((before, self.frontier()), (Some(b), Some(a)) if *a > b))
+        Ok(matches!((before, self.lowest()), (Some(b), Some(a)) if *a > b))
     }
 
     /// Starts tracking `span` at `ts`: keys not yet tracked start at `ts`, tracked keys are
@@ -520,10 +532,10 @@ fn unlink<T: Ord>(slots: &mut [Slot<T>], by_ts: &mut BTreeMap<T, u32>, i: u32) {
     }
 }
 
-fn entry<T>(slot: &Slot<T>) -> (Span, &T) {
+fn entry<T: Clone>(slot: &Slot<T>) -> (Span, T) {
     (
         Span::from_keys(slot.start.clone(), slot.end.clone()),
-        &slot.ts,
+        slot.ts.clone(),
     )
 }
 

@@ -2,8 +2,11 @@
 
 use core::time::Duration;
 
-use super::{Checkpoint, Elapsed, Frontier, FrontierError, Span};
-use crate::time::Instant;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use super::{Checkpoint, Elapsed, Frontier, FrontierError, Span, Timestamp};
+use crate::time::{Instant, Monotonic};
 
 /// Settings of a [`CheckpointPolicy`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,10 +53,11 @@ impl Default for PolicyConfig {
     }
 }
 
-/// What the caller should persist. Drained with [`CheckpointPolicy::poll_action`].
+/// What the caller should persist: one output of a [`CheckpointPolicy`], drained with
+/// [`CheckpointPolicy::poll_output`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Action<T> {
+pub enum Output<T = Timestamp> {
     /// Persist this high-water: every tracked key has reached it.
     PersistHighWater(T),
     /// Persist this checkpoint, replacing the previous one. An empty checkpoint clears it.
@@ -90,11 +94,40 @@ pub struct Metrics {
 /// Decides when to persist progress of a frontier: the high-water whenever it advances (at most
 /// once per interval), and the spans ahead of it when it lags.
 ///
+/// ```
+/// use core::time::Duration;
+/// use weir::frontier::{CheckpointPolicy, Frontier, FrontierConfig, Output, PolicyConfig, Span, Timestamp};
+/// use weir::time::Instant;
+///
+/// let secs = |s: i64| Timestamp::new(s * 1_000_000_000, 0);
+/// let table = Span::new(b"a", b"z")?;
+/// let frontier = Frontier::from_spans(FrontierConfig::default(), [table], secs(0))?;
+/// let config = PolicyConfig::default().with_interval(Duration::from_secs(10));
+/// let mut policy = CheckpointPolicy::new(Instant::ZERO, config, frontier);
+/// // The first decision clears any checkpoint an earlier run may have left.
+/// assert!(matches!(policy.poll_output(), Some(Output::PersistCheckpoint(c)) if c.is_empty()));
+/// assert_eq!(policy.poll_output(), None);
+///
+/// policy.handle_resolved(Instant::from_secs(1), &Span::new(b"a", b"z")?, secs(5))?;
+/// assert_eq!(policy.poll_output(), Some(Output::PersistHighWater(secs(5))));
+/// assert_eq!(policy.poll_output(), None);
+///
+/// // The next advance waits for the interval: the timer says when.
+/// policy.handle_resolved(Instant::from_secs(2), &Span::new(b"a", b"z")?, secs(6))?;
+/// assert_eq!(policy.poll_output(), None);
+/// assert_eq!(policy.poll_timeout(), Some(Instant::from_secs(11)));
+/// policy.handle_timeout(Instant::from_secs(11));
+/// assert_eq!(policy.poll_output(), Some(Output::PersistHighWater(secs(6))));
+/// assert_eq!(policy.metrics().high_water_persists, 2);
+/// # Ok::<(), weir::frontier::FrontierError>(())
+/// ```
+///
 /// Sans-IO: feed resolved spans with [`handle_resolved`](Self::handle_resolved) and deadlines with
-/// [`handle_timeout`](Self::handle_timeout), then drain [`poll_action`](Self::poll_action) until
-/// `None` and wait until [`poll_timeout`](Self::poll_timeout). At most one high-water and one
-/// checkpoint wait to be drained; a newer one replaces an undrained older one of its kind, since
-/// only the latest matters.
+/// [`handle_timeout`](Self::handle_timeout), then drain [`poll_output`](Self::poll_output) until
+/// `None` and wait until [`poll_timeout`](Self::poll_timeout). Every `now` passes through a
+/// [`Monotonic`]: a `now` earlier than one already seen counts as that one. At most one
+/// high-water and one checkpoint wait to be drained; a newer one replaces an undrained older one
+/// of its kind, since only the latest matters, and goes after the other kind.
 ///
 /// The rules:
 /// - the high-water is persisted when the frontier is above the last persisted one and `interval`
@@ -104,51 +137,61 @@ pub struct Metrics {
 ///   first one as soon as the lag appears;
 /// - when the lag clears after a non-empty checkpoint, an empty checkpoint is persisted at once,
 ///   so that a stale one is never restored. A new policy assumes an earlier run may have left one,
-///   so its first decision without lag persists an empty checkpoint too.
+///   so its first decision, made when it is built, persists an empty checkpoint if the frontier
+///   does not lag, and a checkpoint if it does.
 #[derive(Debug)]
-pub struct CheckpointPolicy<T> {
+pub struct CheckpointPolicy<T = Timestamp> {
     config: PolicyConfig,
     frontier: Frontier<T>,
+    clock: Monotonic,
     persisted_high_water: Option<T>,
     high_water_at: Option<Instant>,
     checkpoint_at: Option<Instant>,
     checkpoint_stored: bool,
-    pending_high_water: Option<T>,
-    pending_checkpoint: Option<Checkpoint<T>>,
+    outputs: VecDeque<Output<T>>,
     metrics: Metrics,
 }
 
 impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
     /// A policy over `frontier`, whose current high-water counts as already persisted (it is
-    /// typically the one a restart restored).
-    pub fn new(config: PolicyConfig, frontier: Frontier<T>) -> CheckpointPolicy<T> {
+    /// typically the one a restart restored). It makes its first decision at `now`: drain
+    /// [`poll_output`](Self::poll_output) right after building it.
+    pub fn new(now: Instant, config: PolicyConfig, frontier: Frontier<T>) -> CheckpointPolicy<T> {
         let mut policy = CheckpointPolicy {
             config,
-            persisted_high_water: frontier.frontier().cloned(),
+            persisted_high_water: frontier.frontier(),
             frontier,
+            clock: Monotonic::default(),
             high_water_at: None,
             checkpoint_at: None,
             // An earlier run may have persisted a checkpoint this one must not leave stale.
             checkpoint_stored: true,
-            pending_high_water: None,
-            pending_checkpoint: None,
+            outputs: VecDeque::new(),
             metrics: Metrics::default(),
         };
         policy.observe();
+        let now = policy.clock.observe(now);
+        policy.decide(now);
         policy
     }
 
-    /// The frontier being tracked.
+    /// The frontier being tracked, borrowed: it can hold millions of entries, and copying it on
+    /// every read would cost more than the policy itself. Its own readers
+    /// ([`Frontier::frontier`], [`Frontier::get`], ...) return owned values.
     pub fn frontier(&self) -> &Frontier<T> {
         &self.frontier
     }
 
-    /// The counters so far.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// `span` reached `ts`. Returns whether the frontier advanced; an error changes nothing.
+    ///
+    /// Whether the frontier advanced is returned rather than put out: it is complete when the
+    /// call returns, and what to persist because of it comes out of
+    /// [`poll_output`](Self::poll_output).
     pub fn handle_resolved(
         &mut self,
         now: Instant,
@@ -156,6 +199,7 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
         ts: T,
     ) -> Result<bool, FrontierError> {
         let advanced = self.frontier.forward(span, ts)?;
+        let now = self.clock.observe(now);
         self.metrics.resolved_spans += 1;
         self.metrics.frontier_advances += u64::from(advanced);
         self.observe();
@@ -165,41 +209,36 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
 
     /// Time passed; call at or after [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
         self.decide(now);
     }
 
-    /// The next thing to persist: a high-water first, then a checkpoint.
-    pub fn poll_action(&mut self) -> Option<Action<T>> {
-        if let Some(ts) = self.pending_high_water.take() {
-            return Some(Action::PersistHighWater(ts));
-        }
-        self.pending_checkpoint
-            .take()
-            .map(Action::PersistCheckpoint)
+    /// The next thing to persist, in the order decided. Drain until `None` after every call.
+    pub fn poll_output(&mut self) -> Option<Output<T>> {
+        self.outputs.pop_front()
     }
 
-    /// When a throttled high-water or the next checkpoint of a lagging frontier falls due.
-    ///
-    /// [`Instant::ZERO`] means "already due": a policy built over a frontier that already lags
-    /// wants its first checkpoint at the first [`handle_timeout`](Self::handle_timeout). With a
-    /// zero interval nothing is throttled, everything is decided on input, and there is no timer.
+    /// When a throttled high-water or the next checkpoint of a lagging frontier falls due; `None`
+    /// when nothing waits. Everything already due is decided on the input that made it due, so
+    /// the deadline is always after the latest `now`. With a zero interval nothing is throttled
+    /// and there is no timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.config.interval.is_zero() {
             return None;
         }
-        let due = |at: Option<Instant>| at.map_or(Instant::ZERO, |at| at + self.config.interval);
-        let high_water = self.high_water_due().then(|| due(self.high_water_at));
-        let checkpoint = self.is_lagging().then(|| due(self.checkpoint_at));
-        match (high_water, checkpoint) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let due = |at: Option<Instant>| at.map(|at| at + self.config.interval);
+        let high_water = self
+            .high_water_due()
+            .then(|| due(self.high_water_at))
+            .flatten();
+        let checkpoint = self.is_lagging().then(|| due(self.checkpoint_at)).flatten();
+        high_water.into_iter().chain(checkpoint).min()
     }
 
     /// How far the frontier lags the newest resolved timestamp.
     pub fn lag(&self) -> Duration {
         match (self.frontier.frontier(), self.frontier.newest()) {
-            (Some(low), Some(high)) => high.elapsed_since(low),
+            (Some(low), Some(high)) => high.elapsed_since(&low),
             _ => Duration::ZERO,
         }
     }
@@ -211,29 +250,42 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
 
     /// The entries more than the lag threshold behind the newest resolved timestamp, in key
     /// order: the spans holding the frontier back.
-    pub fn lagging_spans(&self) -> impl Iterator<Item = (Span, &T)> + '_ {
-        let newest = self.frontier.newest();
+    pub fn lagging_spans(&self) -> Vec<(Span, T)> {
+        let Some(newest) = self.frontier.newest() else {
+            return Vec::new();
+        };
         let threshold = self.config.lag_threshold;
         self.frontier
             .entries()
-            .filter(move |(_, ts)| newest.is_some_and(|n| n.elapsed_since(ts) > threshold))
+            .filter(|(_, ts)| newest.elapsed_since(ts) > threshold)
+            .collect()
     }
 
     fn high_water_due(&self) -> bool {
         match (self.frontier.frontier(), &self.persisted_high_water) {
-            (Some(now), Some(persisted)) => now > persisted,
+            (Some(now), Some(persisted)) => now > *persisted,
             (Some(_), None) => true,
             (None, _) => false,
         }
     }
 
+    /// Queues `output`, replacing an undrained one of the same kind.
+    fn emit(&mut self, output: Output<T>) {
+        let kind = core::mem::discriminant(&output);
+        self.outputs.retain(|o| core::mem::discriminant(o) != kind);
+        self.outputs.push_back(output);
+    }
+
     fn decide(&mut self, now: Instant) {
-        let ready = |at: Option<Instant>| at.is_none_or(|at| now >= at + self.config.interval);
+        let interval = self.config.interval;
+        let ready = |at: Option<Instant>| at.is_none_or(|at| now >= at + interval);
         if self.high_water_due() && ready(self.high_water_at) {
-            self.persisted_high_water = self.frontier.frontier().cloned();
-            self.pending_high_water = self.persisted_high_water.clone();
+            self.persisted_high_water = self.frontier.frontier();
             self.high_water_at = Some(now);
             self.metrics.high_water_persists += 1;
+            if let Some(high_water) = self.persisted_high_water.clone() {
+                self.emit(Output::PersistHighWater(high_water));
+            }
         }
         if self.is_lagging() {
             if ready(self.checkpoint_at) {
@@ -244,12 +296,12 @@ impl<T: Ord + Clone + Elapsed> CheckpointPolicy<T> {
                 self.metrics.last_checkpoint_spans = checkpoint.span_count() as u64;
                 self.metrics.last_checkpoint_bytes = checkpoint.key_bytes() as u64;
                 self.metrics.last_checkpoint_omitted = checkpoint.omitted_spans as u64;
-                self.pending_checkpoint = Some(checkpoint);
+                self.emit(Output::PersistCheckpoint(checkpoint));
             }
         } else if self.checkpoint_stored {
             self.checkpoint_stored = false;
             self.metrics.cleared_checkpoints += 1;
-            self.pending_checkpoint = Some(Checkpoint::empty());
+            self.emit(Output::PersistCheckpoint(Checkpoint::empty()));
         }
     }
 

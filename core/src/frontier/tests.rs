@@ -61,7 +61,7 @@ fn forward_splits_partial_overlaps_and_ignores_untracked_keys() {
     );
     assert_eq!(f.get(b"a"), None);
     assert_eq!(f.get(b"g"), None);
-    assert_eq!(f.get(b"h"), Some(&ts(4)));
+    assert_eq!(f.get(b"h"), Some(ts(4)));
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn forward_never_lowers_and_reports_advances() {
     assert_eq!(dump(&f), vec![e("a", "c", 5)]);
     assert!(!f.forward(&span("a", "b"), ts(7)).unwrap());
     assert!(f.forward(&span("b", "c"), ts(6)).unwrap());
-    assert_eq!(f.frontier(), Some(&ts(6)));
+    assert_eq!(f.frontier(), Some(ts(6)));
     assert_eq!(dump(&f), vec![e("a", "b", 7), e("b", "c", 6)]);
 }
 
@@ -106,15 +106,15 @@ fn more_than_32_nested_entries() {
             .unwrap();
     }
     assert_eq!(f.len(), 2 * usize::from(depth) + 1);
-    assert_eq!(f.frontier(), Some(&ts(0)));
+    assert_eq!(f.frontier(), Some(ts(0)));
     for i in 1..=depth {
-        assert_eq!(f.get(&[i]), Some(&ts(i64::from(i))));
-        assert_eq!(f.get(&[255 - i]), Some(&ts(i64::from(i) - 1)));
+        assert_eq!(f.get(&[i]), Some(ts(i64::from(i))));
+        assert_eq!(f.get(&[255 - i]), Some(ts(i64::from(i) - 1)));
     }
     // Forward everything to the top: one entry again.
     assert!(f.forward(&outer, ts(i64::from(depth))).unwrap());
     assert_eq!(f.len(), 1);
-    assert_eq!(f.frontier_span(), Some((outer, &ts(i64::from(depth)))));
+    assert_eq!(f.frontier_span(), Some((outer, ts(i64::from(depth)))));
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn add_unions_and_never_lowers() {
         dump(&f),
         vec![e("a", "b", 3), e("b", "f", 5), e("f", "g", 3)]
     );
-    assert_eq!(f.frontier(), Some(&ts(3)));
+    assert_eq!(f.frontier(), Some(ts(3)));
     let mut empty = Frontier::default();
     empty.add(&span("x", "y"), ts(1)).unwrap();
     assert_eq!(dump(&empty), vec![e("x", "y", 1)]);
@@ -186,7 +186,7 @@ fn caller_mutating_its_buffers_cannot_corrupt_the_frontier() {
     }
     let starts: Vec<u8> = f.entries().map(|(s, _)| s.start()[0]).collect();
     assert_eq!(starts, (b'a'..b'k').collect::<Vec<_>>());
-    assert_eq!(f.frontier(), Some(&ts(0)));
+    assert_eq!(f.frontier(), Some(ts(0)));
 }
 
 /// A tiny deterministic generator, so the test needs no dependency.
@@ -226,10 +226,14 @@ fn thousands_of_random_forwards_match_a_model() {
         let after = *model.values().min().unwrap();
         let advanced = f.forward(&Span::new(key(a), key(b)).unwrap(), t).unwrap();
         assert_eq!(advanced, after > before, "round {round}");
-        assert_eq!(f.frontier(), Some(&after), "round {round}");
+        assert_eq!(f.frontier(), Some(after), "round {round}");
         if round % 97 == 0 {
             for k in 0..KEYS {
-                assert_eq!(f.get(&key(k)), model.get(&k), "round {round} key {k}");
+                assert_eq!(
+                    f.get(&key(k)),
+                    model.get(&k).copied(),
+                    "round {round} key {k}"
+                );
             }
         }
     }
@@ -299,9 +303,9 @@ fn legacy_checkpoint_merges_across_timestamps_at_the_lowest() {
 
     let mut restarted = frontier(&[("a", "z")], 1);
     restarted.restore_legacy(&legacy).unwrap();
-    assert_eq!(restarted.get(b"c"), Some(&ts(5)));
-    assert_eq!(restarted.get(b"f"), Some(&ts(5)));
-    assert_eq!(restarted.get(b"e"), Some(&ts(1)));
+    assert_eq!(restarted.get(b"c"), Some(ts(5)));
+    assert_eq!(restarted.get(b"f"), Some(ts(5)));
+    assert_eq!(restarted.get(b"e"), Some(ts(1)));
 }
 
 #[test]
@@ -324,31 +328,31 @@ fn policy_config() -> PolicyConfig {
     }
 }
 
-fn drain(p: &mut CheckpointPolicy<Timestamp>) -> Vec<Action<Timestamp>> {
-    core::iter::from_fn(|| p.poll_action()).collect()
+fn drain(p: &mut CheckpointPolicy<Timestamp>) -> Vec<Output> {
+    core::iter::from_fn(|| p.poll_output()).collect()
 }
 
 /// A policy over `f` past its first decision, which clears any checkpoint an earlier run left.
 fn started(config: PolicyConfig, f: Frontier<Timestamp>) -> CheckpointPolicy<Timestamp> {
-    let mut p = CheckpointPolicy::new(config, f);
-    p.handle_timeout(Instant::ZERO);
+    let mut p = CheckpointPolicy::new(Instant::ZERO, config, f);
     assert_eq!(
         drain(&mut p),
-        vec![Action::PersistCheckpoint(Checkpoint::empty())]
+        vec![Output::PersistCheckpoint(Checkpoint::empty())]
     );
     p
 }
 
 #[test]
 fn a_new_policy_clears_a_checkpoint_an_earlier_run_may_have_left() {
-    let mut p = CheckpointPolicy::new(policy_config(), frontier(&[("a", "b")], 0));
+    let mut p = CheckpointPolicy::new(Instant::ZERO, policy_config(), frontier(&[("a", "b")], 0));
+    assert_eq!(
+        drain(&mut p),
+        vec![Output::PersistCheckpoint(Checkpoint::empty())]
+    );
     assert_eq!(p.poll_timeout(), None);
     p.handle_resolved(Instant::from_secs(1), &span("a", "b"), ts(0))
         .unwrap();
-    assert_eq!(
-        drain(&mut p),
-        vec![Action::PersistCheckpoint(Checkpoint::empty())]
-    );
+    assert!(drain(&mut p).is_empty(), "cleared once");
     p.handle_timeout(Instant::from_secs(2));
     assert!(drain(&mut p).is_empty(), "cleared once");
 }
@@ -365,7 +369,7 @@ fn policy_persists_the_high_water_throttled_by_interval() {
     assert!(p
         .handle_resolved(Instant::from_secs(2), &span("c", "d"), ts(SEC))
         .unwrap());
-    assert_eq!(drain(&mut p), vec![Action::PersistHighWater(ts(SEC))]);
+    assert_eq!(drain(&mut p), vec![Output::PersistHighWater(ts(SEC))]);
     // Advances within the interval wait for it.
     p.handle_resolved(Instant::from_secs(3), &span("a", "d"), ts(2 * SEC))
         .unwrap();
@@ -376,7 +380,7 @@ fn policy_persists_the_high_water_throttled_by_interval() {
     p.handle_timeout(Instant::from_secs(11));
     assert!(drain(&mut p).is_empty());
     p.handle_timeout(Instant::from_secs(12));
-    assert_eq!(drain(&mut p), vec![Action::PersistHighWater(ts(3 * SEC))]);
+    assert_eq!(drain(&mut p), vec![Output::PersistHighWater(ts(3 * SEC))]);
     assert_eq!(p.poll_timeout(), None);
     assert_eq!(p.metrics().high_water_persists, 2);
     assert_eq!(p.metrics().frontier_advances, 3);
@@ -394,11 +398,11 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
     p.handle_resolved(Instant::from_secs(2), &span("c", "d"), ts(90 * SEC))
         .unwrap();
     let actions = drain(&mut p);
-    let [Action::PersistCheckpoint(cp)] = &actions[..] else {
+    let [Output::PersistCheckpoint(cp)] = &actions[..] else {
         panic!("expected one checkpoint, got {actions:?}");
     };
     assert_eq!(cp.groups[0].spans, vec![span("c", "d")]);
-    let lagging: Vec<_> = p.lagging_spans().map(|(s, _)| s).collect();
+    let lagging: Vec<_> = p.lagging_spans().into_iter().map(|(s, _)| s).collect();
     assert_eq!(lagging, vec![span("a", "b")]);
     // The next one waits for the interval.
     p.handle_resolved(Instant::from_secs(3), &span("c", "d"), ts(95 * SEC))
@@ -407,7 +411,7 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
     assert_eq!(p.poll_timeout(), Some(Instant::from_secs(12)));
     p.handle_timeout(Instant::from_secs(12));
     assert!(
-        matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(cp)] if cp.groups[0].timestamp == ts(95 * SEC))
+        matches!(&drain(&mut p)[..], [Output::PersistCheckpoint(cp)] if cp.groups[0].timestamp == ts(95 * SEC))
     );
     // The laggard catches up: the high-water moves and the stale checkpoint is cleared.
     p.handle_resolved(Instant::from_secs(13), &span("a", "b"), ts(95 * SEC))
@@ -415,8 +419,8 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
     assert_eq!(
         drain(&mut p),
         vec![
-            Action::PersistHighWater(ts(95 * SEC)),
-            Action::PersistCheckpoint(Checkpoint::empty())
+            Output::PersistHighWater(ts(95 * SEC)),
+            Output::PersistCheckpoint(Checkpoint::empty())
         ]
     );
     assert_eq!(p.poll_timeout(), None);
@@ -428,14 +432,12 @@ fn policy_checkpoints_only_while_lagging_then_clears() {
 }
 
 #[test]
-fn policy_over_a_lagging_frontier_checkpoints_at_the_first_timeout() {
+fn policy_over_a_lagging_frontier_checkpoints_when_built() {
     let mut f = frontier(&[("a", "z")], 0);
     f.forward(&span("m", "n"), ts(120 * SEC)).unwrap();
-    let mut p = CheckpointPolicy::new(policy_config(), f);
+    let mut p = CheckpointPolicy::new(Instant::from_secs(1), policy_config(), f);
     assert!(p.is_lagging());
-    assert_eq!(p.poll_timeout(), Some(Instant::ZERO));
-    p.handle_timeout(Instant::from_secs(1));
-    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(cp)] if cp.span_count() == 1));
+    assert!(matches!(&drain(&mut p)[..], [Output::PersistCheckpoint(cp)] if cp.span_count() == 1));
     assert_eq!(p.poll_timeout(), Some(Instant::from_secs(11)));
 }
 
@@ -445,11 +447,11 @@ fn zero_interval_persists_on_input_and_sets_no_timer() {
     let mut p = started(config, frontier(&[("a", "b"), ("c", "d")], 0));
     p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(90 * SEC))
         .unwrap();
-    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(_)]));
+    assert!(matches!(&drain(&mut p)[..], [Output::PersistCheckpoint(_)]));
     assert_eq!(p.poll_timeout(), None);
     p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(95 * SEC))
         .unwrap();
-    assert!(matches!(&drain(&mut p)[..], [Action::PersistCheckpoint(_)]));
+    assert!(matches!(&drain(&mut p)[..], [Output::PersistCheckpoint(_)]));
     p.handle_resolved(Instant::from_secs(1), &span("a", "b"), ts(95 * SEC))
         .unwrap();
     assert_eq!(
@@ -458,4 +460,35 @@ fn zero_interval_persists_on_input_and_sets_no_timer() {
         "the high-water and the cleared checkpoint"
     );
     assert_eq!(p.poll_timeout(), None);
+}
+
+#[test]
+fn an_undrained_output_is_replaced_by_a_newer_one_of_its_kind() {
+    let mut p = started(policy_config(), frontier(&[("a", "b"), ("c", "d")], 0));
+    p.handle_resolved(Instant::from_secs(1), &span("c", "d"), ts(90 * SEC))
+        .unwrap();
+    p.handle_resolved(Instant::from_secs(2), &span("a", "b"), ts(SEC))
+        .unwrap();
+    p.handle_timeout(Instant::from_secs(11));
+    // The first checkpoint was never drained: only the newer one is left, after the high-water.
+    let outputs = drain(&mut p);
+    let [Output::PersistHighWater(hw), Output::PersistCheckpoint(cp)] = &outputs[..] else {
+        panic!("expected a high-water then a checkpoint, got {outputs:?}");
+    };
+    assert_eq!(*hw, ts(SEC));
+    assert_eq!(cp.groups[0].timestamp, ts(90 * SEC));
+    assert_eq!(p.metrics().checkpoints, 2);
+}
+
+#[test]
+fn policy_time_going_backwards_is_no_time_passing() {
+    let mut p = started(policy_config(), frontier(&[("a", "b")], 0));
+    p.handle_resolved(Instant::from_secs(20), &span("a", "b"), ts(SEC))
+        .unwrap();
+    assert_eq!(drain(&mut p), vec![Output::PersistHighWater(ts(SEC))]);
+    // An earlier clock counts as 20 s: the next high-water still waits until 30 s.
+    p.handle_resolved(Instant::from_secs(5), &span("a", "b"), ts(2 * SEC))
+        .unwrap();
+    assert!(drain(&mut p).is_empty());
+    assert_eq!(p.poll_timeout(), Some(Instant::from_secs(30)));
 }

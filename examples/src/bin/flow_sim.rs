@@ -57,11 +57,17 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     println!("over_admission_bytes={}", f.over_admission_bytes);
-    println!(
-        "slow_stream_regular_rate_ratio={:.3}",
-        f.slow_stream_regular_rate_ratio
-    );
-    println!("heartbeat_max_wait_ns={}", f.heartbeat_max_wait_ns);
+    match f.slow_stream_regular_rate_ratio {
+        Some(ratio) => println!("slow_stream_regular_rate_ratio={ratio:.3}"),
+        None => {
+            eprintln!("the run with no slow stream admitted nothing: no rate ratio");
+            healthy = false;
+        }
+    }
+    println!("heartbeats_queued={}", f.heartbeats_queued);
+    if f.heartbeats_queued > 0 {
+        healthy = false;
+    }
     if healthy {
         ExitCode::SUCCESS
     } else {

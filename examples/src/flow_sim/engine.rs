@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use weir::flow::{
-    Admission, Class, Config, Deduction, Event, FlowControl, LogPosition, Rejection, RequestId,
-    StreamId, Targets,
+    Class, Config, Deduction, FlowControl, LogPosition, Output, Rejection, RequestId, StreamId,
+    Targets,
 };
 use weir::time::Instant;
 
@@ -114,8 +114,10 @@ pub struct Run {
     pub admissions: Vec<[u32; 3]>,
     /// The deepest any stream's regular pool went into debt, in bytes (0 if never).
     pub max_regular_debt: u64,
-    /// The longest a control request waited.
-    pub control_max_wait: Duration,
+    /// Control requests that were queued instead of admitted at once. Control traffic never
+    /// enters the queue by design, so each one is also a violation: this counts a broken
+    /// property, it does not measure a wait.
+    pub heartbeats_queued: u64,
     /// Rejections by reason: queue full, queue bytes full, too many in flight, timed out.
     pub rejections: BTreeMap<&'static str, u64>,
     /// Requests admitted because a stream they waited on left.
@@ -198,6 +200,9 @@ struct Sim<'a> {
     next_index: u64,
     pending: VecDeque<Pending>,
     arrivals: Vec<f64>,
+    /// Outputs drained after each call to the controller, acted on at the end of the tick (an
+    /// admission's own outcome is acted on at once).
+    later: VecDeque<Output>,
     out: Run,
 }
 
@@ -212,13 +217,14 @@ impl<'a> Sim<'a> {
             next_index: 0,
             pending: VecDeque::new(),
             arrivals: vec![0.0; scenario.workloads.len()],
+            later: VecDeque::new(),
             out: Run {
                 name: scenario.name,
                 title: scenario.title,
                 samples: Vec::new(),
                 admissions: Vec::new(),
                 max_regular_debt: 0,
-                control_max_wait: Duration::ZERO,
+                heartbeats_queued: 0,
                 rejections: BTreeMap::new(),
                 bypassed: 0,
                 violations: Vec::new(),
@@ -254,6 +260,7 @@ impl<'a> Sim<'a> {
         if let Err(e) = self.fc.connect_stream(now, stream, position) {
             self.out.violations.push(format!("connect {stream:?}: {e}"));
         }
+        drain(&mut self.fc, &mut self.later);
     }
 
     fn run(mut self) -> Run {
@@ -267,8 +274,9 @@ impl<'a> Sim<'a> {
             self.arrive();
             if self.fc.poll_timeout().is_some_and(|d| d <= self.now()) {
                 self.fc.handle_timeout(self.now());
+                drain(&mut self.fc, &mut self.later);
             }
-            self.drain_events();
+            self.drain_outputs();
             self.check();
             self.tick += 1;
             if self.tick % SAMPLE_EVERY == 0 {
@@ -303,6 +311,7 @@ impl<'a> Sim<'a> {
                             .violations
                             .push(format!("disconnect {stream:?}: {e}"));
                     }
+                    drain(&mut self.fc, &mut self.later);
                     let r = self.replica(stream);
                     r.inbox.clear();
                     r.send_queue.clear();
@@ -349,6 +358,7 @@ impl<'a> Sim<'a> {
                     if let Err(e) = self.fc.handle_admitted(now, stream, class, position) {
                         self.out.violations.push(format!("admitted: {e}"));
                     }
+                    drain(&mut self.fc, &mut self.later);
                 }
             }
         }
@@ -382,6 +392,7 @@ impl<'a> Sim<'a> {
             if let Err(e) = self.fc.bind(self.now(), p.id, position) {
                 self.out.violations.push(format!("bind: {e}"));
             }
+            drain(&mut self.fc, &mut self.later);
             for (streams, paid) in [(&p.charged, true), (&p.deferred, false)] {
                 for &stream in streams {
                     if self.fc.is_connected(stream) != Some(true) {
@@ -401,7 +412,8 @@ impl<'a> Sim<'a> {
     fn arrive(&mut self) {
         let t = self.tick as f64 * TICK.as_secs_f64();
         let now = self.now();
-        for (i, w) in self.scenario.workloads.iter().enumerate() {
+        let scenario = self.scenario;
+        for (i, w) in scenario.workloads.iter().enumerate() {
             if t < w.from - 1e-9 || t >= w.until - 1e-9 {
                 continue;
             }
@@ -414,53 +426,51 @@ impl<'a> Sim<'a> {
                 }
                 self.next_id += 1;
                 let id = RequestId(self.next_id);
-                match self.fc.admit(now, id, w.class, w.bytes, &targets) {
-                    Ok(Admission::Admitted(grant)) => {
-                        if w.class == Class::Control {
-                            self.out.control_max_wait = self.out.control_max_wait.max(grant.waited);
-                            count(&mut self.out, Class::Control);
-                        } else {
-                            count(&mut self.out, w.class);
-                            self.pending.push_back(Pending {
-                                due: self.tick + seconds_to_ticks(self.scenario.bind_delay),
-                                id,
-                                class: w.class,
-                                bytes: w.bytes,
-                                charged: grant.charged,
-                                deferred: grant.deferred,
-                            });
-                        }
+                if let Err(e) = self.fc.admit(now, id, w.class, w.bytes, &targets) {
+                    self.out.violations.push(format!("admit: {e}"));
+                    continue;
+                }
+                while let Some(output) = self.fc.poll_output() {
+                    let queued = matches!(output, Output::Queued { id: q, .. } if q == id);
+                    if queued && w.class == Class::Control {
+                        self.out.heartbeats_queued += 1;
+                        self.out
+                            .violations
+                            .push(format!("control request {id:?} was queued"));
                     }
-                    Ok(Admission::Queued { .. }) => {
-                        if w.class == Class::Control {
-                            self.out.violations.push("a control request waited".into());
-                        }
-                    }
-                    Ok(Admission::Rejected(reason)) => reject(&mut self.out, reason),
-                    Ok(other) => self.out.violations.push(format!("admit: {other:?}")),
-                    Err(e) => self.out.violations.push(format!("admit: {e}")),
+                    self.handle(output);
                 }
             }
         }
     }
 
-    fn drain_events(&mut self) {
-        while let Some(event) = self.fc.poll_event() {
-            match event {
-                Event::Admitted { id, grant } => {
-                    count(&mut self.out, grant.class);
-                    self.pending.push_back(Pending {
-                        due: self.tick + seconds_to_ticks(self.scenario.bind_delay),
-                        id,
-                        class: grant.class,
-                        bytes: grant.bytes,
-                        charged: grant.charged,
-                        deferred: grant.deferred,
-                    });
-                }
-                Event::Rejected { reason, .. } => reject(&mut self.out, reason),
-                other => self.out.violations.push(format!("event: {other:?}")),
+    fn drain_outputs(&mut self) {
+        drain(&mut self.fc, &mut self.later);
+        while let Some(output) = self.later.pop_front() {
+            self.handle(output);
+        }
+    }
+
+    /// Acts on one output: counts admissions and schedules their binds, counts rejections.
+    fn handle(&mut self, output: Output) {
+        match output {
+            Output::Admitted { grant, .. } if grant.class == Class::Control => {
+                count(&mut self.out, Class::Control);
             }
+            Output::Admitted { id, grant } => {
+                count(&mut self.out, grant.class);
+                self.pending.push_back(Pending {
+                    due: self.tick + seconds_to_ticks(self.scenario.bind_delay),
+                    id,
+                    class: grant.class,
+                    bytes: grant.bytes,
+                    charged: grant.charged,
+                    deferred: grant.deferred,
+                });
+            }
+            Output::Queued { .. } => {}
+            Output::Rejected { reason, .. } => reject(&mut self.out, reason),
+            other => self.out.violations.push(format!("output: {other:?}")),
         }
     }
 
@@ -504,6 +514,11 @@ impl<'a> Sim<'a> {
             rejected: self.out.rejections.values().sum(),
         });
     }
+}
+
+/// Moves every output of `fc` to the back of `into`, in order.
+fn drain(fc: &mut FlowControl, into: &mut VecDeque<Output>) {
+    into.extend(core::iter::from_fn(|| fc.poll_output()));
 }
 
 fn count(out: &mut Run, class: Class) {

@@ -45,7 +45,8 @@ pub fn run_section(out: &mut String, plots: &Path) -> Result<Summary, String> {
     let slow = run(&scenarios::single_slow_stream(true));
     let baseline = run(&scenarios::single_slow_stream(false));
     let rate = |r: &crate::flow_sim::Run| r.rate(Class::Regular, 10.0, 50.0);
-    let ratio = rate(&slow) / rate(&baseline);
+    let ratio = crate::flow_sim::ratio(rate(&slow), rate(&baseline))
+        .ok_or("the run with no slow replica admitted nothing: no rate ratio")?;
     let _ = writeln!(
         out,
         "   One replica of three admitting at half speed: writes keep {:.1}/s against {:.1}/s with none",

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use weir::frontier::{
-    Action, Checkpoint, CheckpointPolicy, Frontier, FrontierConfig, FrontierError, PolicyConfig,
+    Checkpoint, CheckpointPolicy, Frontier, FrontierConfig, FrontierError, Output, PolicyConfig,
     Span, Timestamp,
 };
 use weir::time::Instant;
@@ -43,9 +43,10 @@ pub fn run_section(out: &mut String) -> Result<Summary, FrontierError> {
         .with_interval(Duration::from_secs(10))
         .with_lag_threshold(Duration::from_secs(60));
     let start = Frontier::from_spans(FrontierConfig::default(), [table.clone()], seconds(0))?;
-    let mut policy = CheckpointPolicy::new(config, start);
+    let mut policy = CheckpointPolicy::new(Instant::ZERO, config, start);
     let mut summary = Summary::default();
-    let mut saved: Option<Checkpoint<Timestamp>> = None;
+    let mut saved: Option<Checkpoint> = None;
+    drain(&mut policy, &mut summary, &mut saved, out, 0);
     let _ = writeln!(
         out,
         "   {RANGES} ranges resolve every second, 3 s behind the clock; range {STALLED} stalls from 20 s to 150 s."
@@ -56,49 +57,24 @@ pub fn run_section(out: &mut String) -> Result<Summary, FrontierError> {
             let stalled = i == STALLED && (20..150).contains(&t);
             let resolved = if stalled { 17 } else { t.saturating_sub(3) };
             policy.handle_resolved(now, &range(i), seconds(resolved))?;
-        }
-        while let Some(action) = policy.poll_action() {
-            match action {
-                Action::PersistHighWater(_) => summary.high_water_persists += 1,
-                Action::PersistCheckpoint(c) if c.is_empty() && saved.is_some() => {
-                    saved = None;
-                    summary.cleared = true;
-                    let _ = writeln!(
-                        out,
-                        "   at {t:>3} s: range {STALLED} caught up; the checkpoint is cleared"
-                    );
-                }
-                Action::PersistCheckpoint(c) if c.is_empty() => {}
-                Action::PersistCheckpoint(c) => {
-                    if saved.is_none() {
-                        let _ = writeln!(
-                            out,
-                            "   at {t:>3} s: the frontier lags by more than 60 s; checkpoint of {} spans ({} key bytes)",
-                            c.span_count(),
-                            c.key_bytes()
-                        );
-                        summary.checkpoint_spans = c.span_count();
-                    }
-                    saved = Some(c);
-                }
-                _ => {}
-            }
+            drain(&mut policy, &mut summary, &mut saved, out, t);
         }
         if t == 100 {
             let lagging: Vec<String> = policy
                 .lagging_spans()
+                .iter()
                 .map(|(span, _)| format!("{span:?}"))
                 .collect();
             let _ = writeln!(out, "   at 100 s: lagging spans: {}", lagging.join(", "));
             // A restart: a fresh frontier at the persisted high-water, with the checkpoint.
             if let Some(checkpoint) = &saved {
-                let high_water = policy.frontier().frontier().cloned().unwrap_or(seconds(0));
+                let high_water = policy.frontier().frontier().unwrap_or(seconds(0));
                 let mut restarted =
                     Frontier::from_spans(FrontierConfig::default(), [table.clone()], high_water)?;
                 restarted.restore(checkpoint)?;
                 summary.behind_after_restore = restarted
                     .entries()
-                    .filter(|(_, ts)| **ts == high_water)
+                    .filter(|(_, ts)| *ts == high_water)
                     .count();
                 let _ = writeln!(
                     out,
@@ -119,6 +95,44 @@ pub fn run_section(out: &mut String) -> Result<Summary, FrontierError> {
         summary.high_water_persists,
     );
     Ok(summary)
+}
+
+/// Acts on everything the policy decided: counts high-water persists, keeps the latest
+/// checkpoint, and tells when the first one is written and when it is cleared.
+fn drain(
+    policy: &mut CheckpointPolicy,
+    summary: &mut Summary,
+    saved: &mut Option<Checkpoint>,
+    out: &mut String,
+    t: u64,
+) {
+    while let Some(output) = policy.poll_output() {
+        match output {
+            Output::PersistHighWater(_) => summary.high_water_persists += 1,
+            Output::PersistCheckpoint(c) if c.is_empty() && saved.is_some() => {
+                *saved = None;
+                summary.cleared = true;
+                let _ = writeln!(
+                    out,
+                    "   at {t:>3} s: range {STALLED} caught up; the checkpoint is cleared"
+                );
+            }
+            Output::PersistCheckpoint(c) if c.is_empty() => {}
+            Output::PersistCheckpoint(c) => {
+                if saved.is_none() {
+                    let _ = writeln!(
+                        out,
+                        "   at {t:>3} s: the frontier lags by more than 60 s; checkpoint of {} spans ({} key bytes)",
+                        c.span_count(),
+                        c.key_bytes()
+                    );
+                    summary.checkpoint_spans = c.span_count();
+                }
+                *saved = Some(c);
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

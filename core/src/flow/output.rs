@@ -1,4 +1,5 @@
-//! What the controller answers: admissions, grants, events and deductions.
+//! What the controller gives out: the outcome of every request, and the answer to a direct
+//! deduction.
 
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -7,20 +8,38 @@ use super::error::Rejection;
 use super::types::{Class, RequestId, StreamId};
 use crate::time::Instant;
 
-/// The answer to [`FlowControl::admit`](super::FlowControl::admit).
+/// One output of a [`FlowControl`](super::FlowControl), drained with
+/// [`poll_output`](super::FlowControl::poll_output) in the order produced.
+///
+/// Every [`admit`](super::FlowControl::admit) that returns `Ok` produces exactly one output for
+/// its request: `Admitted`, `Queued` or `Rejected`. A `Queued` request produces one more later,
+/// `Admitted` or `Rejected`, unless it is [`cancel`](super::FlowControl::cancel)led first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Admission {
-    /// Admitted now; the tokens are already deducted.
-    Admitted(Grant),
-    /// Waiting for tokens. The outcome comes later as an [`Event`] from
-    /// [`FlowControl::poll_event`](super::FlowControl::poll_event), at the latest at `deadline`.
+pub enum Output {
+    /// The request got its tokens; they are already deducted.
+    Admitted {
+        /// The request.
+        id: RequestId,
+        /// What it may do.
+        grant: Grant,
+    },
+    /// The request waits for tokens. Its outcome comes later as another output, at the latest at
+    /// `deadline`.
     Queued {
+        /// The request.
+        id: RequestId,
         /// When the request is rejected if it has not been admitted by then.
         deadline: Instant,
     },
-    /// Turned away at a configured limit; it holds no tokens and will produce no event.
-    Rejected(Rejection),
+    /// The request was turned away (at a configured limit, or after waiting too long); it holds
+    /// no tokens.
+    Rejected {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        reason: Rejection,
+    },
 }
 
 /// What an admitted request may do.
@@ -39,26 +58,6 @@ pub struct Grant {
     pub deferred: Vec<StreamId>,
     /// How long the request waited.
     pub waited: Duration,
-}
-
-/// An outcome for a request that had to wait.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The request got its tokens.
-    Admitted {
-        /// The request.
-        id: RequestId,
-        /// What it may do.
-        grant: Grant,
-    },
-    /// The request left the queue without tokens.
-    Rejected {
-        /// The request.
-        id: RequestId,
-        /// Why.
-        reason: Rejection,
-    },
 }
 
 /// The answer to [`FlowControl::deduct`](super::FlowControl::deduct).
