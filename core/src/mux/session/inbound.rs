@@ -240,6 +240,9 @@ impl Session {
         let drained = self.window.target() <= floor;
         let limits = (floor, self.config.max_connection_window);
         let aimed = self.window.aimed();
+        if let Some(rtt) = self.bdp.round_trip(token, self.now()) {
+            self.metrics.round_trips.record_duration(rtt);
+        }
         if let Some(size) = self.bdp.on_pong(token, self.now(), aimed, drained, limits) {
             self.rtt_sized = true;
             let credit = self.window.retarget(size);

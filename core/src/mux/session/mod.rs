@@ -75,6 +75,8 @@ pub use output::{CloseReason, Output};
 pub use send::ZERO_COPY_MIN;
 pub use stream::Recv;
 
+use crate::histogram::Histogram;
+
 /// A connection's credit in mux mode, from one side.
 ///
 /// With nothing in flight, one side's `send` equals the other side's `receive_available`, and
@@ -115,6 +117,8 @@ pub struct Metrics {
     pub window_updates_sent: u64,
     /// (Mux) Pings sent, to time round trips.
     pub pings_sent: u64,
+    /// (Mux) The round trips timed with pings, in nanoseconds.
+    pub round_trips: Histogram,
 }
 
 #[cfg(test)]

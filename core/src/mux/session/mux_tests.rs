@@ -413,6 +413,9 @@ fn the_connection_window_is_sized_from_a_timed_round_trip() {
         server.min_rtt(),
         Some(core::time::Duration::from_millis(10))
     );
+    let round_trips = server.metrics().round_trips;
+    assert_eq!(round_trips.count, 1);
+    assert_eq!(round_trips.max, 10_000_000);
     assert_eq!(server.connection_credit().receive_window, 2 * window);
     let granted: u64 = control_values(&drain(&mut server), Kind::WINDOW_UPDATE)
         .iter()
