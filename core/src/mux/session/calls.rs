@@ -19,7 +19,6 @@ impl Session {
         metadata: &Metadata,
     ) -> Result<u64, SessionError> {
         self.check_open()?;
-        self.tick(now);
         if self.role != Role::Client {
             return Err(SessionError::WrongRole);
         }
@@ -32,6 +31,7 @@ impl Session {
             }
             _ => {}
         }
+        self.tick(now);
         let stream = self.highest_stream + 1;
         self.highest_stream = stream;
         let mut state = self.new_stream(true);
@@ -57,7 +57,6 @@ impl Session {
     /// [`Output::Writable`](super::Output::Writable) follows when there is room again.
     pub fn send(&mut self, now: Instant, stream: u64, message: Bytes) -> Result<(), SessionError> {
         self.check_open()?;
-        self.tick(now);
         let limit = self.config.send_buffer_per_stream;
         let state = self.live_stream(stream)?;
         if !state.can_send() {
@@ -68,6 +67,7 @@ impl Session {
             return Err(SessionError::SendBufferFull(stream));
         }
         state.enqueue(Kind::MESSAGE, message);
+        self.tick(now);
         self.schedule(stream);
         Ok(())
     }
@@ -121,9 +121,12 @@ impl Session {
     /// soft cancel, with the control bit) goes out ahead of everything else.
     pub fn cancel(&mut self, now: Instant, stream: u64) -> Result<(), SessionError> {
         self.check_open()?;
+        if !self.streams.contains_key(&stream) {
+            return self.missing(stream);
+        }
         self.tick(now);
         let Some(state) = self.streams.get_mut(&stream) else {
-            return self.missing(stream).map(|_| ());
+            return Ok(());
         };
         if state.end.is_some() {
             return Ok(());
@@ -199,9 +202,12 @@ impl Session {
         action: impl FnOnce(&mut Stream),
     ) -> Result<(), SessionError> {
         self.check_open()?;
+        if !self.streams.contains_key(&stream) {
+            return self.missing(stream);
+        }
         self.tick(now);
         let Some(state) = self.streams.get_mut(&stream) else {
-            return self.missing(stream);
+            return Ok(());
         };
         if state.end.is_none() {
             action(state);
