@@ -10,7 +10,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::Throughput;
 use support::{figure, Figures};
-use weir::mux::session::{Config, Event, Recv, Role, Session};
+use weir::mux::session::{Config, Output, Recv, Role, Session};
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
@@ -41,29 +41,47 @@ impl Pair {
                 .unwrap();
             pair.streams.push(id);
         }
-        pair.deliver();
-        while let Some(event) = pair.server.poll_event() {
-            assert!(matches!(event, Event::Opened { .. }), "{event:?}");
+        for report in pair.deliver() {
+            assert!(matches!(report, Output::Opened { .. }), "{report:?}");
         }
         pair
     }
 
-    /// Move every pending byte in both directions until both sides are quiet.
-    fn deliver(&mut self) {
+    /// Move every pending byte in both directions until both sides are quiet; returns the
+    /// server's reports.
+    fn deliver(&mut self) -> Vec<Output> {
+        let mut reports = Vec::new();
         loop {
             let mut moved = false;
-            while let Some(bytes) = self.client.poll_transmit() {
-                self.server.handle_input(NOW, &bytes).unwrap();
-                moved = true;
+            while let Some(output) = self.client.poll_output() {
+                if let Output::Transmit(bytes) = output {
+                    self.server.handle_input(NOW, &bytes).unwrap();
+                    moved = true;
+                }
             }
-            while let Some(bytes) = self.server.poll_transmit() {
-                self.client.handle_input(NOW, &bytes).unwrap();
-                moved = true;
+            while let Some(output) = self.server.poll_output() {
+                match output {
+                    Output::Transmit(bytes) => {
+                        self.client.handle_input(NOW, &bytes).unwrap();
+                        moved = true;
+                    }
+                    report => reports.push(report),
+                }
             }
             if !moved {
-                return;
+                return reports;
             }
         }
+    }
+
+    /// The client's next bytes, passing over its reports.
+    fn client_transmit(&mut self) -> Option<Bytes> {
+        while let Some(output) = self.client.poll_output() {
+            if let Output::Transmit(bytes) = output {
+                return Some(bytes);
+            }
+        }
+        None
     }
 
     /// One message on every stream, through to the server's application.
@@ -71,23 +89,20 @@ impl Pair {
         for &stream in &self.streams {
             self.client.send(NOW, stream, message.clone()).unwrap();
         }
-        loop {
-            let Some(bytes) = self.client.poll_transmit() else {
-                break;
-            };
+        while let Some(bytes) = self.client_transmit() {
             self.server.handle_input(NOW, &bytes).unwrap();
-            while let Some(event) = self.server.poll_event() {
-                if let Event::Readable { stream } = event {
-                    while let Recv::Message(m) = self.server.read(stream).unwrap() {
-                        black_box(m);
+            while let Some(output) = self.server.poll_output() {
+                match output {
+                    Output::Readable(stream) => {
+                        while let Recv::Message(m) = self.server.read(stream).unwrap() {
+                            black_box(m);
+                        }
                     }
+                    Output::Transmit(bytes) => self.client.handle_input(NOW, &bytes).unwrap(),
+                    _ => {}
                 }
             }
-            while let Some(bytes) = self.server.poll_transmit() {
-                self.client.handle_input(NOW, &bytes).unwrap();
-            }
         }
-        while self.client.poll_event().is_some() {}
     }
 }
 

@@ -1,6 +1,7 @@
 //! A session in either role and either mode fed arbitrary bytes in arbitrary chunks, with time
-//! passing between them: it never panics, stays within its limits, and once failed refuses
-//! everything.
+//! passing between them: it never panics, stays within its limits, never fails `handle_input`
+//! for what the peer sent, reports a broken protocol with one `Closed`, last, and from then on
+//! refuses everything with `SessionError::Closed` and hands out nothing more.
 //!
 //! The first byte picks the role (bit 0), the mode (bit 1: mux) and the microseconds between
 //! chunks (the rest); the second the chunk size.
@@ -8,7 +9,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use weir::mux::session::{Config, Event, Mode, Recv, Role, Session, SessionError};
+use weir::error::{ErrorKind, Kind};
+use weir::mux::session::{Config, Mode, Output, Recv, Role, Session, SessionError};
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
@@ -53,30 +55,43 @@ fuzz_target!(|data: &[u8]| {
             .send(NOW, stream, Bytes::from_static(b"request"))
             .unwrap();
     }
-    let mut failed = false;
+    let mut closed = false;
     for (i, piece) in input.chunks(usize::from(chunk % 16) + 1).enumerate() {
         let now = Instant::from_micros(i as u64 * step);
         let result = session.handle_input(now, piece);
-        if failed {
-            assert_eq!(result, Err(SessionError::ConnectionClosed));
+        if closed {
+            assert_eq!(result, Err(SessionError::Closed));
+            assert_eq!(result.unwrap_err().kind(), ErrorKind::Closed);
+            assert_eq!(
+                session.send(now, 1, Bytes::from_static(b"late")),
+                Err(SessionError::Closed)
+            );
+            assert_eq!(session.read(1), Err(SessionError::Closed));
+            assert_eq!(session.poll_output(), None, "output after Closed");
             continue;
         }
-        failed = result.is_err();
-        while let Some(event) = session.poll_event() {
-            match event {
+        assert_eq!(result, Ok(()), "handle_input failed for what the peer sent");
+        while let Some(output) = session.poll_output() {
+            assert!(!closed, "output after Closed: {output:?}");
+            match output {
                 // Answer every call, so the output paths run too.
-                Event::Opened { stream, .. } => {
+                Output::Opened { stream, .. } => {
                     let _ = session.send(now, stream, Bytes::from_static(b"reply"));
                     let _ = session.close_send(now, stream);
                 }
-                Event::Readable { stream } => {
+                Output::Readable(stream) => {
                     while let Ok(Recv::Message(_)) = session.read(stream) {}
                 }
-                Event::Failed(_) => assert!(failed, "a failure event without a failed call"),
+                Output::Closed(_) => {
+                    closed = true;
+                    assert!(session.is_closed());
+                }
                 _ => {}
             }
         }
-        while session.poll_transmit().is_some() {}
+        if closed {
+            continue;
+        }
         if mux {
             // Open streams and ended ones not read to the end, each up to the limit.
             assert!(session.active_streams() <= 2 * MAX_STREAMS);

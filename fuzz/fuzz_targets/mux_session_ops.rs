@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use weir::mux::session::{Config, Event, Recv, Role, Session, SessionError};
+use weir::error::{ErrorKind, Kind};
+use weir::mux::session::{Config, Output, Recv, Role, Session, SessionError};
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
@@ -74,22 +75,21 @@ impl Side {
     }
 
     fn collect(&mut self) {
-        while let Some(bytes) = self.session.poll_transmit() {
-            self.in_flight.extend_from_slice(&bytes);
-        }
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::Opened { stream, .. } => self.stream = Some(stream),
-                Event::Failed(e) => panic!("a weir peer failed the connection: {e}"),
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Transmit(bytes) => self.in_flight.extend_from_slice(&bytes),
+                Output::Opened { stream, .. } => self.stream = Some(stream),
+                Output::Closed(reason) => panic!("a weir peer broke the protocol: {reason}"),
                 _ => {}
             }
         }
     }
 }
 
-/// A local call may be refused (wrong moment, finished stream) but never with a peer error.
+/// A local call may be refused (wrong moment, finished stream) but never as closed.
 fn local(result: Result<(), SessionError>) {
     if let Err(e) = result {
+        assert_ne!(e.kind(), ErrorKind::Closed, "{e}");
         assert!(
             matches!(
                 e,
@@ -126,10 +126,13 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
         match op {
             Op::Open => match client.session.open_stream(now, "/fuzz", &Metadata::new()) {
                 Ok(stream) => client.stream = Some(stream),
-                Err(e) => assert!(matches!(
-                    e,
-                    SessionError::StreamBusy | SessionError::TooManyStreams(_)
-                )),
+                Err(e) => {
+                    assert!(matches!(
+                        e,
+                        SessionError::StreamBusy | SessionError::TooManyStreams(_)
+                    ));
+                    assert_eq!(e.kind(), ErrorKind::Limit);
+                }
             },
             Op::Send { server: s, len } => {
                 let side = if s { &mut server } else { &mut client };
@@ -186,7 +189,7 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
                 let bytes: Vec<u8> = from.in_flight.drain(..n).collect();
                 to.session
                     .handle_input(now, &bytes)
-                    .expect("a weir peer sent bad bytes");
+                    .expect("the connection closed");
             }
             Op::Tick { micros } => {
                 now = now + std::time::Duration::from_micros(u64::from(micros) * 16)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use weir::mux::session::{Config, Event, Recv, Role, Session, SessionError};
+use weir::mux::session::{Config, Output, Recv, Role, Session, SessionError};
 use weir::mux::wire::{Metadata, SplitSize};
 use weir::time::Instant;
 
@@ -69,7 +69,7 @@ impl Link {
         while self.in_flight.front().is_some_and(|(at, _)| *at <= now) {
             let (_, bytes) = self.in_flight.pop_front().unwrap();
             to.handle_input(now, &bytes)
-                .unwrap_or_else(|e| panic!("peer failed the connection: {e}"));
+                .unwrap_or_else(|e| panic!("the connection was closed already: {e}"));
         }
     }
 }
@@ -252,19 +252,7 @@ fn run(seed: u64, streams: u64) {
             }
         }
         // Server: echo what it reads, now and then.
-        while let Some(event) = server.poll_event() {
-            match event {
-                Event::Opened { stream, .. } => {
-                    servers.insert(stream, ServerStream::default());
-                }
-                Event::RemoteCanceled { stream } => {
-                    server.drop_stream(stream);
-                    servers.remove(&stream);
-                }
-                Event::Failed(e) => panic!("seed {seed}: server failed: {e}"),
-                _ => {}
-            }
-        }
+        server_outputs(&mut server, &mut servers, &mut down, now, &mut rng, seed);
         for (&id, s) in servers.iter_mut() {
             if rng.chance(40) && !s.eof {
                 loop {
@@ -301,22 +289,18 @@ fn run(seed: u64, streams: u64) {
             }
         }
         servers.retain(|_, s| !s.closed);
-        while let Some(event) = client.poll_event() {
-            match event {
-                Event::Finished { .. } => {
+        while let Some(output) = client.poll_output() {
+            match output {
+                Output::Transmit(bytes) => up.send(now, &bytes, &mut rng),
+                Output::Finished(_) => {
                     finished += 1;
                     last_progress = now;
                 }
-                Event::Failed(e) => panic!("seed {seed}: client failed: {e}"),
+                Output::Closed(reason) => panic!("seed {seed}: client closed: {reason}"),
                 _ => {}
             }
         }
-        while let Some(bytes) = client.poll_transmit() {
-            up.send(now, &bytes, &mut rng);
-        }
-        while let Some(bytes) = server.poll_transmit() {
-            down.send(now, &bytes, &mut rng);
-        }
+        server_outputs(&mut server, &mut servers, &mut down, now, &mut rng, seed);
 
         // Memory stays within the stream windows plus one packet, whatever the readers do.
         let bound = config
@@ -336,19 +320,15 @@ fn run(seed: u64, streams: u64) {
         now = now + tick;
         down.deliver(now, &mut client);
         up.deliver(now, &mut server);
-        while let Some(bytes) = client.poll_transmit() {
-            up.send(now, &bytes, &mut rng);
-        }
-        while let Some(bytes) = server.poll_transmit() {
-            down.send(now, &bytes, &mut rng);
-        }
-        while let Some(event) = server.poll_event() {
-            // A cancel may land after the client finished its side of the stream.
-            if let Event::RemoteCanceled { stream } = event {
-                server.drop_stream(stream);
+        while let Some(output) = client.poll_output() {
+            match output {
+                Output::Transmit(bytes) => up.send(now, &bytes, &mut rng),
+                Output::Closed(reason) => panic!("seed {seed}: client closed: {reason}"),
+                _ => {}
             }
         }
-        while client.poll_event().is_some() {}
+        // A cancel may land after the client finished its side of the stream.
+        server_outputs(&mut server, &mut servers, &mut down, now, &mut rng, seed);
     }
     assert!(
         up.in_flight.is_empty() && down.in_flight.is_empty(),
@@ -379,6 +359,32 @@ fn run(seed: u64, streams: u64) {
             credit.receive_window,
             "seed {seed}: credit leaked"
         );
+    }
+}
+
+/// Send the server's bytes down the link and follow its streams: a new one is served, a
+/// canceled one dropped.
+fn server_outputs(
+    server: &mut Session,
+    servers: &mut BTreeMap<u64, ServerStream>,
+    down: &mut Link,
+    now: Instant,
+    rng: &mut Rng,
+    seed: u64,
+) {
+    while let Some(output) = server.poll_output() {
+        match output {
+            Output::Transmit(bytes) => down.send(now, &bytes, rng),
+            Output::Opened { stream, .. } => {
+                servers.insert(stream, ServerStream::default());
+            }
+            Output::RemoteCanceled(stream) => {
+                server.drop_stream(stream);
+                servers.remove(&stream);
+            }
+            Output::Closed(reason) => panic!("seed {seed}: server closed: {reason}"),
+            _ => {}
+        }
     }
 }
 

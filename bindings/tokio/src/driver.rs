@@ -2,17 +2,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
+use tokio::time::sleep_until;
 use tracing::Instrument;
-use weir::mux::session::{Config, Event, Mode, Recv, Role, Session, SessionError};
+use weir::mux::session::{Config, Mode, Output, Recv, Role, Session, SessionError};
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
 use crate::handle::{Command, Handle, Op, Reply, ReplyTx, Stream};
-use crate::server::IncomingStream;
+use crate::incoming::IncomingStream;
 use crate::Error;
 
 /// Commands waiting in the channel to the task at most.
@@ -52,14 +54,19 @@ struct PendingOpen {
 
 /// Start a connection task for `role` on `io`; returns the handle to it and, for a server,
 /// the queue of incoming streams.
+///
+/// Unless `config` bounds them already, the bytes framed ahead of the transport are bounded to
+/// one `max_transmit`: messages wait in the session, where the streams' send queues push back
+/// on `send` and the scheduler interleaves the streams, rather than in the write buffer.
 pub(crate) fn spawn<IO>(
     io: IO,
     role: Role,
-    config: Config,
+    mut config: Config,
 ) -> (Handle, Option<mpsc::Receiver<IncomingStream>>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    config.max_unwritten.get_or_insert(config.max_transmit);
     let span = tracing::info_span!("weir.connection", ?role, mode = ?config.mode);
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (releases_tx, releases) = mpsc::unbounded_channel();
@@ -108,8 +115,8 @@ struct Driver<IO> {
     reader: ReadHalf<IO>,
     writer: WriteHalf<IO>,
     input: BytesMut,
-    /// Frames to write, drained from the session in batches as chunks (message data is not
-    /// copied); `out[out_pos..]` is unwritten, the first of them maybe in part (it is advanced).
+    /// Bytes to write, as the session handed them out (message data is not copied);
+    /// `out[out_pos..]` is unwritten, the first of them maybe in part (it is advanced).
     out: Vec<Bytes>,
     out_pos: usize,
     commands: mpsc::Receiver<Command>,
@@ -172,6 +179,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             }
             let read = !self.eof && self.wants_input();
             let writing = self.out_pos < self.out.len();
+            // No timer runs in a session today; the arm follows `poll_timeout` all the same.
+            let timer = self
+                .session
+                .poll_timeout()
+                .map(|at| self.epoch + Duration::from_nanos(at.as_nanos()));
             self.input.reserve(READ_CHUNK);
             let mut slices = [std::io::IoSlice::new(&[]); WRITE_SLICES];
             let mut count = 0;
@@ -208,6 +220,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                             .map_err(Error::from_session)?;
                     }
                 }
+                () = sleep_until(timer.unwrap_or(self.epoch)), if timer.is_some() => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
             }
         }
     }
@@ -221,30 +237,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             || self.waiters.values().any(|w| w.recv.is_some())
     }
 
-    /// Handle every event, retry parked requests and fill the write buffer, until nothing moves.
+    /// Handle every output and retry parked requests, until nothing moves.
     fn pump(&mut self) -> Result<(), Error> {
         loop {
             let mut moved = false;
-            while let Some(event) = self.session.poll_event() {
+            while let Some(output) = self.session.poll_output() {
                 moved = true;
-                self.event(event)?;
+                self.output(output)?;
             }
             moved |= self.retry_opens();
-            // Refill only once the last batch is written: whatever waits here waits in front
-            // of every stream, so the batch stays at one `max_transmit`.
-            let limit = self.session.config().max_transmit;
-            if self.out_pos == self.out.len() {
-                self.out.clear();
-                self.out_pos = 0;
-                let mut batch = 0;
-                while batch < limit {
-                    match self.session.poll_transmit_chunks(&mut self.out) {
-                        0 => break,
-                        n => batch += n,
-                    }
-                    moved = true;
-                }
-            }
             if !moved {
                 return Ok(());
             }
@@ -253,6 +254,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
 
     /// `n` bytes of `out` went to the transport.
     fn written(&mut self, mut n: usize) {
+        self.session.handle_written(n);
         while n > 0 {
             let Some(chunk) = self.out.get_mut(self.out_pos) else {
                 return;
@@ -264,26 +266,31 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             n -= chunk.len();
             self.out_pos += 1;
         }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
     }
 
-    fn event(&mut self, event: Event) -> Result<(), Error> {
-        match event {
-            Event::Opened {
+    fn output(&mut self, output: Output) -> Result<(), Error> {
+        match output {
+            Output::Transmit(bytes) => self.out.push(bytes),
+            Output::Opened {
                 stream,
                 rpc,
                 metadata,
             } => self.opened(stream, rpc, metadata),
-            Event::Readable { stream }
-            | Event::RemoteClosedSend { stream }
-            | Event::RemoteError { stream, .. }
-            | Event::RemoteCanceled { stream }
-            | Event::RemoteClosed { stream } => self.retry(stream),
-            Event::Writable { stream } => self.retry(stream),
-            Event::Finished { stream } => {
+            Output::Readable(stream)
+            | Output::RemoteClosedSend(stream)
+            | Output::RemoteError { stream, .. }
+            | Output::RemoteCanceled(stream)
+            | Output::RemoteClosed(stream)
+            | Output::Writable(stream) => self.retry(stream),
+            Output::Finished(stream) => {
                 self.retry(stream);
                 tracing::trace!(stream, "finished");
             }
-            Event::Failed(e) => return Err(Error::from_session(e)),
+            Output::Closed(reason) => return Err(Error::Protocol(reason)),
         }
         Ok(())
     }

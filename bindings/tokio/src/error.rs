@@ -4,7 +4,8 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use weir::mux::session::SessionError;
+use weir::error::{ErrorKind, Kind};
+use weir::mux::session::{CloseReason, SessionError};
 
 /// A connection or stream error. Every variant maps to an [`io::ErrorKind`] (see the
 /// `From<Error> for io::Error` impl), so `?` works in code that returns `io::Result`.
@@ -18,9 +19,10 @@ pub enum Error {
     ConnectionClosed,
     /// Reading or writing the underlying transport failed (the transport's own kind).
     Io(Arc<io::Error>),
-    /// The peer broke the protocol; the connection has failed (`InvalidData`).
-    Protocol(SessionError),
-    /// A configured limit was reached (`OutOfMemory` for buffer and size limits).
+    /// The session closed the connection: the peer broke the protocol (`InvalidData`), or its
+    /// data passed a configured limit (`OutOfMemory`, see [`CloseReason::is_limit`]).
+    Protocol(CloseReason),
+    /// The session refused a call for a configured limit (`OutOfMemory`).
     Limit(SessionError),
     /// The peer answered the stream with an error code and message (`Other`).
     Remote {
@@ -42,6 +44,7 @@ impl Error {
             Error::PeerClosed => io::ErrorKind::UnexpectedEof,
             Error::ConnectionClosed => io::ErrorKind::NotConnected,
             Error::Io(e) => e.kind(),
+            Error::Protocol(reason) if reason.is_limit() => io::ErrorKind::OutOfMemory,
             Error::Protocol(_) => io::ErrorKind::InvalidData,
             Error::Limit(_) => io::ErrorKind::OutOfMemory,
             Error::Remote { .. } => io::ErrorKind::Other,
@@ -58,15 +61,12 @@ impl Error {
         }
     }
 
-    /// Sort a session error into the variant the application should see.
+    /// Sort a refused call into the variant the application should see, by its kind.
     pub(crate) fn from_session(e: SessionError) -> Error {
-        match e {
-            SessionError::ConnectionClosed => Error::ConnectionClosed,
-            SessionError::SendClosed(_) | SessionError::UnknownStream(_) => Error::SendClosed,
-            SessionError::UnreadLimit { .. }
-            | SessionError::MetadataLimit { .. }
-            | SessionError::TooManyStreams(_) => Error::Limit(e),
-            other => Error::Protocol(other),
+        match e.kind() {
+            ErrorKind::Closed => Error::ConnectionClosed,
+            ErrorKind::Usage => Error::SendClosed,
+            ErrorKind::Limit => Error::Limit(e),
         }
     }
 }
@@ -77,7 +77,8 @@ impl fmt::Display for Error {
             Error::PeerClosed => f.write_str("the peer closed the connection"),
             Error::ConnectionClosed => f.write_str("the connection is closed"),
             Error::Io(e) => write!(f, "transport error: {e}"),
-            Error::Protocol(e) => write!(f, "the peer broke the protocol: {e}"),
+            Error::Protocol(reason) if reason.is_limit() => write!(f, "limit reached: {reason}"),
+            Error::Protocol(reason) => write!(f, "the peer broke the protocol: {reason}"),
             Error::Limit(e) => write!(f, "limit reached: {e}"),
             Error::Remote { code, message } => write!(f, "remote error (code {code}): {message}"),
             Error::Canceled => f.write_str("the stream was canceled"),
@@ -90,7 +91,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(&**e),
-            Error::Protocol(e) | Error::Limit(e) => Some(e),
+            Error::Protocol(reason) => Some(reason),
+            Error::Limit(e) => Some(e),
             _ => None,
         }
     }

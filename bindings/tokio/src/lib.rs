@@ -41,10 +41,12 @@ mod client;
 mod driver;
 mod error;
 mod handle;
+mod incoming;
 pub mod proxy;
 mod server;
 
 pub use client::Client;
 pub use error::Error;
 pub use handle::Stream;
-pub use server::{IncomingStream, Request, Router, Server, Status};
+pub use incoming::IncomingStream;
+pub use server::{Request, Router, Server, Status};

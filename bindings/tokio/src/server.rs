@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -14,7 +13,8 @@ use weir::mux::session::{Config, Role};
 use weir::mux::wire::Metadata;
 
 use crate::driver;
-use crate::handle::{Handle, Stream};
+use crate::handle::Handle;
+use crate::incoming::IncomingStream;
 
 /// The server end of a connection. The connection ends when the server and all the streams
 /// it accepted are dropped.
@@ -44,53 +44,6 @@ impl Server {
     /// it failed).
     pub async fn accept(&mut self) -> Option<IncomingStream> {
         self.incoming.recv().await
-    }
-}
-
-/// A stream the peer opened: the rpc it calls, its metadata, and the [`Stream`] itself
-/// (through `Deref`).
-#[derive(Debug)]
-pub struct IncomingStream {
-    rpc: String,
-    metadata: Metadata,
-    stream: Stream,
-}
-
-impl IncomingStream {
-    pub(crate) fn new(rpc: String, metadata: Metadata, stream: Stream) -> IncomingStream {
-        IncomingStream {
-            rpc,
-            metadata,
-            stream,
-        }
-    }
-
-    /// The rpc name, as the peer sent it.
-    pub fn rpc(&self) -> &str {
-        &self.rpc
-    }
-
-    /// The metadata the peer sent with the call (empty if none).
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
-
-    /// The stream alone.
-    pub fn into_stream(self) -> Stream {
-        self.stream
-    }
-}
-
-impl Deref for IncomingStream {
-    type Target = Stream;
-    fn deref(&self) -> &Stream {
-        &self.stream
-    }
-}
-
-impl DerefMut for IncomingStream {
-    fn deref_mut(&mut self) -> &mut Stream {
-        &mut self.stream
     }
 }
 
@@ -227,16 +180,17 @@ impl Router {
             let _ = incoming.send_error(0, message).await;
             return;
         };
-        let mut stream = incoming.stream.share();
+        let mut stream = incoming.share();
         let result = match route {
             Route::Unary(handler) => match incoming.recv().await {
                 Ok(Some(message)) => {
+                    let (rpc, metadata, incoming) = incoming.into_parts();
                     let request = Request {
-                        rpc: incoming.rpc,
-                        metadata: incoming.metadata,
+                        rpc,
+                        metadata,
                         message,
                     };
-                    drop(incoming.stream);
+                    drop(incoming);
                     match handler(request).await {
                         // The reply and the end of the stream, in one request to the task.
                         Ok(reply) => match stream.send_last(reply).await {

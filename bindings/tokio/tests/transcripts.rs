@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::{echo_router, tcp_pair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weir::mux::session::{Config, Recv, Role, Session};
+use weir::mux::session::{Config, Output, Recv, Role, Session};
 use weir::time::Instant;
 use weir_tests::drpc::{frames, hex, metadata_for, transcripts, Step, Transcript};
 use weir_tokio::{Client, Error, Server};
@@ -38,8 +38,12 @@ struct Replay {
 
 impl Replay {
     fn flush(&mut self) {
-        while let Some(bytes) = self.session.poll_transmit() {
-            self.sent += bytes.len();
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                Output::Transmit(bytes) => self.sent += bytes.len(),
+                Output::Closed(reason) => panic!("the replay closed the connection: {reason}"),
+                _ => {}
+            }
         }
         self.timeline.client_writes.push((self.fed, self.sent));
     }

@@ -78,6 +78,13 @@ impl Bdp {
         Some(token)
     }
 
+    /// The round trip a pong with `token` arriving at `now` would close, if it answers the
+    /// ping in flight.
+    pub fn round_trip(&self, token: u64, now: Instant) -> Option<Duration> {
+        let (sent_token, sent_at, _) = self.outstanding?;
+        (sent_token == token).then(|| now.duration_since(sent_at).max(Duration::from_nanos(1)))
+    }
+
     /// A pong carrying `token` arrived. Returns the window to aim at, between `floor` and
     /// `max`, if the pong answered the ping in flight; `drained` says whether the window is at
     /// its floor (a shrink the session asked for is complete).

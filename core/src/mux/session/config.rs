@@ -49,9 +49,17 @@ pub struct Config {
     /// Message bytes a stream queues for sending before `send` refuses more (default 1 MiB; a
     /// message is always accepted on an empty queue, whatever its size).
     pub send_buffer_per_stream: usize,
-    /// Bytes one `poll_transmit` returns at most (default 256 KiB), so that one write stays
-    /// bounded and the scheduler interleaves fairly between writes.
+    /// Bytes of one batch of [`Output::Transmit`](super::Output::Transmit) at most (default
+    /// 256 KiB), so that one write stays bounded and the scheduler interleaves fairly between
+    /// writes.
     pub max_transmit: usize,
+    /// Bytes handed out in [`Output::Transmit`](super::Output::Transmit)s and not yet confirmed
+    /// written with [`Session::handle_written`](super::Session::handle_written), past which
+    /// queued messages stay queued (default `None`: no bound, every queued message is framed
+    /// as soon as credit allows). Control frames go out regardless. With a bound, messages wait
+    /// in the session, where `send` refuses past `send_buffer_per_stream` and the scheduler
+    /// still interleaves the streams, instead of in front of the transport.
+    pub max_unwritten: Option<usize>,
     /// Mux: streams open at once (default 256). A server refuses the stream past it with an
     /// Error; a client's `open_stream` refuses locally. Ended streams the application has not
     /// read to the end (or dropped) are held too, up to as many again; past that new streams
@@ -98,6 +106,7 @@ impl Default for Config {
             max_metadata_len: 64 << 10,
             send_buffer_per_stream: 1 << 20,
             max_transmit: 256 << 10,
+            max_unwritten: None,
             max_concurrent_streams: 256,
             initial_stream_window: 256 << 10,
             max_stream_window: 16 << 20,

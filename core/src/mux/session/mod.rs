@@ -2,9 +2,21 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use weir::mux::session::{Config, Event, Recv, Role, Session};
-//! use weir::mux::wire::Metadata;
+//! use weir::mux::session::{CloseReason, Config, Output, Recv, Role, Session, SessionError};
+//! use weir::mux::wire::{Frame, Id, Kind, Metadata};
 //! use weir::time::Instant;
+//!
+//! /// Everything a session has to say: the bytes for the peer, and the reports.
+//! fn drain(session: &mut Session) -> (Vec<u8>, Vec<Output>) {
+//!     let (mut bytes, mut reports) = (Vec::new(), Vec::new());
+//!     while let Some(output) = session.poll_output() {
+//!         match output {
+//!             Output::Transmit(chunk) => bytes.extend_from_slice(&chunk),
+//!             report => reports.push(report),
+//!         }
+//!     }
+//!     (bytes, reports)
+//! }
 //!
 //! let now = Instant::ZERO;
 //! let mut client = Session::new(Role::Client, Config::default());
@@ -14,34 +26,56 @@
 //! let stream = client.open_stream(now, "/echo.Echo/Unary", &Metadata::new()).unwrap();
 //! client.send(now, stream, Bytes::from_static(b"hello")).unwrap();
 //! client.close_send(now, stream).unwrap();
-//! server.handle_input(now, &client.poll_transmit().unwrap()).unwrap();
+//! let (request, _) = drain(&mut client);
+//! server.handle_input(now, &request).unwrap();
 //!
 //! // The server sees the call, reads the request and answers it.
-//! assert!(matches!(server.poll_event(), Some(Event::Opened { stream: 1, .. })));
+//! let (_, reports) = drain(&mut server);
+//! assert!(matches!(reports[0], Output::Opened { stream: 1, .. }));
 //! assert_eq!(server.read(1).unwrap(), Recv::Message(Bytes::from_static(b"hello")));
 //! server.send(now, 1, Bytes::from_static(b"hi!")).unwrap();
 //! server.close_send(now, 1).unwrap();
-//! client.handle_input(now, &server.poll_transmit().unwrap()).unwrap();
+//! let (reply, _) = drain(&mut server);
+//! client.handle_input(now, &reply).unwrap();
 //! assert_eq!(client.read(stream).unwrap(), Recv::Message(Bytes::from_static(b"hi!")));
 //! assert_eq!(client.read(stream).unwrap(), Recv::Eof);
+//!
+//! // A peer that breaks the protocol (a Message on a stream never invoked) closes the
+//! // connection: not an error of `handle_input`, but one `Closed`, last.
+//! let mut stray = Vec::new();
+//! Frame { kind: Kind::MESSAGE, done: true, control: false, id: Id::new(5, 1), data: &b"x"[..] }
+//!     .encode(&mut stray)
+//!     .unwrap();
+//! server.handle_input(now, &stray).unwrap();
+//! let (bytes, reports) = drain(&mut server);
+//! assert!(bytes.is_empty());
+//! assert_eq!(
+//!     reports,
+//!     [Output::Closed(CloseReason::UnexpectedPacket { kind: Kind::MESSAGE, stream: 5 })]
+//! );
+//! assert_eq!(server.handle_input(now, b""), Err(SessionError::Closed));
 //! ```
 
 mod bdp;
+mod calls;
 mod config;
 mod credit;
 mod error;
-mod event;
+mod inbound;
 mod machine;
+mod output;
 mod send;
 mod stream;
 
 pub use bdp::MIN_RTT_LIFETIME;
 pub use config::{Config, Mode, Role};
 pub use error::SessionError;
-pub use event::Event;
 pub use machine::Session;
+pub use output::{CloseReason, Output};
 pub use send::ZERO_COPY_MIN;
 pub use stream::Recv;
+
+use crate::histogram::Histogram;
 
 /// A connection's credit in mux mode, from one side.
 ///
@@ -61,8 +95,8 @@ pub struct Credit {
     pub receive_window: u64,
 }
 
-/// Counters of one session, readable at any time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of one session, readable at any time with `Session::metrics` (a copy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Metrics {
     /// Bytes received from the peer.
@@ -83,6 +117,8 @@ pub struct Metrics {
     pub window_updates_sent: u64,
     /// (Mux) Pings sent, to time round trips.
     pub pings_sent: u64,
+    /// (Mux) The round trips timed with pings, in nanoseconds.
+    pub round_trips: Histogram,
 }
 
 #[cfg(test)]

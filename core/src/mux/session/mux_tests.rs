@@ -5,8 +5,8 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use super::testing::{drain, frame, NOW};
-use super::{Config, Event, Recv, Role, Session, SessionError};
+use super::testing::{drain, events, frame, outputs, NOW};
+use super::{CloseReason, Config, Output, Recv, Role, Session, SessionError};
 use crate::mux::wire::{parse_frame, put_varint, Kind, Metadata, SplitSize, WireError};
 
 fn config() -> Config {
@@ -76,11 +76,21 @@ fn reading_returns_credit_in_a_window_update() {
         .unwrap();
     // Half the stream window is held unread: no credit yet (the connection's went back on
     // arrival only once half of its own window had come in).
-    assert_eq!(server.poll_transmit(), None);
+    assert_eq!(
+        outputs(&mut server),
+        [
+            Output::Opened {
+                stream: 1,
+                rpc: Bytes::from_static(b"/a"),
+                metadata: Metadata::new()
+            },
+            Output::Readable(1)
+        ]
+    );
     assert!(matches!(server.read(1), Ok(Recv::Message(m)) if m.len() == 2048));
     assert_eq!(
-        server.poll_transmit().unwrap()[..],
-        window_update(1, 2048)[..]
+        outputs(&mut server),
+        [Output::Transmit(window_update(1, 2048).into())]
     );
 }
 
@@ -117,10 +127,12 @@ fn data_past_the_granted_credit_fails_the_connection() {
     server
         .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
         .unwrap();
+    events(&mut server);
     let too_much = frame(Kind::MESSAGE, false, 1, 2, &[0; 4097]);
+    server.handle_input(NOW, &too_much).unwrap();
     assert_eq!(
-        server.handle_input(NOW, &too_much),
-        Err(SessionError::FlowControl(1))
+        outputs(&mut server),
+        [Output::Closed(CloseReason::FlowControl(1))]
     );
 }
 
@@ -137,8 +149,10 @@ fn a_full_send_queue_refuses_then_reports_writable() {
         .unwrap();
     let refused = client.send(NOW, stream, Bytes::from(vec![0u8; 1000]));
     assert_eq!(refused, Err(SessionError::SendBufferFull(stream)));
-    drain(&mut client);
-    assert_eq!(client.poll_event(), Some(Event::Writable { stream }));
+    // The Writable report follows the bytes that made room.
+    let out = outputs(&mut client);
+    assert!(matches!(out[..], [.., Output::Transmit(_), Output::Writable(s)] if s == stream));
+    assert_eq!(events(&mut client), []);
     client
         .send(NOW, stream, Bytes::from(vec![0u8; 1000]))
         .unwrap();
@@ -154,8 +168,7 @@ fn a_cancel_or_close_before_the_invoke_leaves_nothing_behind() {
         .handle_input(NOW, &frame(Kind::CLOSE, false, 6, 1, b""))
         .unwrap();
     assert_eq!(server.active_streams(), 0);
-    assert_eq!(server.poll_event(), None);
-    assert_eq!(server.poll_transmit(), None);
+    assert_eq!(server.poll_output(), None);
 }
 
 #[test]
@@ -170,10 +183,15 @@ fn a_replay_on_any_stream_fails_the_connection_while_streams_interleave() {
     server
         .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"x"))
         .unwrap();
-    let replay = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 2, 1, b"y"));
+    events(&mut server);
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 2, 1, b"y"))
+        .unwrap();
     assert!(matches!(
-        replay,
-        Err(SessionError::Wire(WireError::IdMonotonicity { .. }))
+        outputs(&mut server)[..],
+        [Output::Closed(CloseReason::Wire(
+            WireError::IdMonotonicity { .. }
+        ))]
     ));
 }
 
@@ -182,9 +200,15 @@ fn a_malformed_window_update_fails_the_connection() {
     let mut client = Session::new(Role::Client, config());
     client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
     let bad = frame(Kind::WINDOW_UPDATE, true, 1, 0, &[0x80]);
+    client.handle_input(NOW, &bad).unwrap();
+    // The Invoke not yet handed out is dropped with the connection.
     assert_eq!(
-        client.handle_input(NOW, &bad),
-        Err(SessionError::BadWindowUpdate(1))
+        outputs(&mut client),
+        [Output::Closed(CloseReason::BadWindowUpdate(1))]
+    );
+    assert_eq!(
+        client.open_stream(NOW, "/b", &Metadata::new()),
+        Err(SessionError::Closed)
     );
 }
 
@@ -222,49 +246,59 @@ fn a_window_grows_when_the_reader_keeps_up() {
     assert!(granted <= read + 16384 - 4096, "grew past the maximum");
 }
 
-/// Two clients doing the same: one drained with `poll_transmit`, one with
-/// `poll_transmit_chunks`, must put the same bytes on the wire, and the chunks must share the
-/// large message data instead of copying it.
+/// Large message data goes out uncopied, in `Transmit`s of its own between the buffers of
+/// headers and small frames; with `max_unwritten`, the session frames no more until the caller
+/// confirms the bytes written, so each round stays near the bound.
 #[test]
-fn transmit_chunks_are_the_same_bytes_without_copying_large_data() {
+fn large_data_is_transmitted_uncopied_and_unwritten_bytes_are_bounded() {
     let config = Config {
         split_size: SplitSize::new(8192).unwrap(),
         max_transmit: 20_000,
+        max_unwritten: Some(20_000),
         initial_stream_window: 1 << 20,
         max_stream_window: 1 << 20,
         ..config()
     };
     let message = Bytes::from((0..30_000u32).map(|i| i as u8).collect::<Vec<u8>>());
-    let mut copied = Session::new(Role::Client, config);
-    let mut chunked = Session::new(Role::Client, config);
-    for session in [&mut copied, &mut chunked] {
-        let big = session.open_stream(NOW, "/big", &Metadata::new()).unwrap();
-        let small = session
-            .open_stream(NOW, "/small", &Metadata::new())
-            .unwrap();
-        session.send(NOW, big, message.clone()).unwrap();
-        session.send(NOW, small, Bytes::from_static(b"hi")).unwrap();
-        session.close_send(NOW, small).unwrap();
-    }
-    let want = drain(&mut copied);
+    let mut session = Session::new(Role::Client, config);
+    let big = session.open_stream(NOW, "/big", &Metadata::new()).unwrap();
+    let small = session
+        .open_stream(NOW, "/small", &Metadata::new())
+        .unwrap();
+    session.send(NOW, big, message.clone()).unwrap();
+    session.send(NOW, small, Bytes::from_static(b"hi")).unwrap();
+    session.close_send(NOW, small).unwrap();
     let mut chunks = Vec::new();
-    let mut batches = 0;
+    let mut rounds = 0;
     loop {
-        let before = chunks.len();
-        let n = chunked.poll_transmit_chunks(&mut chunks);
+        let round: Vec<Bytes> = outputs(&mut session)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Transmit(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        let n: usize = round.iter().map(Bytes::len).sum();
         if n == 0 {
-            assert_eq!(chunks.len(), before);
             break;
         }
-        let appended: usize = chunks[before..].iter().map(Bytes::len).sum();
-        assert_eq!(n, appended);
-        // One batch stays near `max_transmit`: at most one frame past it.
-        assert!(n < 20_000 + 8192 + 64, "batch of {n} bytes");
-        batches += 1;
+        // One round stays near `max_unwritten`: at most one frame past it.
+        assert!(n < 20_000 + 8192 + 64, "round of {n} bytes");
+        session.handle_written(n);
+        chunks.extend(round);
+        rounds += 1;
     }
-    assert!(batches > 1);
+    assert!(rounds > 1);
     let got: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
-    assert_eq!(got, want);
+    let sent = frames(&got);
+    let big_data: usize = sent
+        .iter()
+        .filter(|f| f.0 == Kind::MESSAGE && f.1 == big)
+        .map(|f| f.3)
+        .sum();
+    assert_eq!(big_data, message.len());
+    assert!(sent.contains(&(Kind::MESSAGE, small, 2, 2, true)));
+    assert!(sent.contains(&(Kind::CLOSE_SEND, small, 3, 0, true)));
     let range = message.as_ptr() as usize..message.as_ptr() as usize + message.len();
     let shared: usize = chunks
         .iter()
@@ -304,7 +338,7 @@ fn input_from_the_callers_buffer_leaves_only_an_unfinished_frame() {
             assert!(buf.len() < 1024 + 16, "only an unfinished frame is left");
         }
         assert!(buf.is_empty());
-        while server.poll_event().is_some() {}
+        events(&mut server);
         assert_eq!(server.read(stream).unwrap(), Recv::Message(message.clone()));
         assert_eq!(server.read(stream).unwrap(), Recv::Eof);
     }
@@ -379,6 +413,9 @@ fn the_connection_window_is_sized_from_a_timed_round_trip() {
         server.min_rtt(),
         Some(core::time::Duration::from_millis(10))
     );
+    let round_trips = server.metrics().round_trips;
+    assert_eq!(round_trips.count, 1);
+    assert_eq!(round_trips.max, 10_000_000);
     assert_eq!(server.connection_credit().receive_window, 2 * window);
     let granted: u64 = control_values(&drain(&mut server), Kind::WINDOW_UPDATE)
         .iter()
@@ -399,7 +436,7 @@ fn a_ping_is_answered_once_with_its_latest_token() {
     let out = drain(&mut client);
     assert_eq!(control_values(&out, Kind::PONG), [9]);
     assert_eq!(frames(&out).len(), 1);
-    assert_eq!(client.poll_transmit(), None);
+    assert_eq!(client.poll_output(), None);
 }
 
 #[test]
@@ -417,9 +454,10 @@ fn a_malformed_ping_or_pong_fails_the_connection() {
             .0
             .id
             .stream;
+        client.handle_input(NOW, &bad).unwrap();
         assert_eq!(
-            client.handle_input(NOW, &bad),
-            Err(SessionError::BadPing(stream))
+            outputs(&mut client),
+            [Output::Closed(CloseReason::BadPing(stream))]
         );
     }
 }

@@ -5,15 +5,11 @@
 //! puts the stream back at the end of the line. A small message on one stream therefore waits
 //! behind at most one frame of every other stream, however large their messages are.
 
-use alloc::vec::Vec;
-
-use bytes::Bytes;
-
-use super::{Event, Mode, Session};
+use super::{Mode, Output, Session};
 use crate::mux::wire::{header_len, put_header, Frame, Id, Kind};
 
-/// Frame data of this many bytes or more is handed to [`Session::poll_transmit_chunks`]'s
-/// caller as a slice of the application's message instead of being copied (4 KiB).
+/// Frame data of this many bytes or more is handed out in an [`Output::Transmit`] of its own, a
+/// slice of the application's message instead of a copy (4 KiB).
 pub const ZERO_COPY_MIN: usize = 4096;
 
 /// What one turn of a stream did.
@@ -25,43 +21,28 @@ enum Turn {
 }
 
 impl Session {
-    /// Bytes to write to the peer: everything pending, up to `max_transmit` bytes, in one
-    /// buffer. Drain until `None`.
-    pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.fill_transmit(None);
-        if self.output.is_empty() {
-            None
-        } else {
-            Some(self.output.split().freeze())
-        }
-    }
-
-    /// [`Session::poll_transmit`] without copying large message data: appends the bytes to
-    /// write to `chunks`, in order, and returns how many bytes it appended (0 once nothing is
-    /// pending). Frame headers and small frames share buffers; the data of a frame of
-    /// [`ZERO_COPY_MIN`] bytes or more is a slice of the message the application sent. Write
-    /// the chunks in order, with vectored writes for instance.
-    pub fn poll_transmit_chunks(&mut self, chunks: &mut Vec<Bytes>) -> usize {
-        let before = chunks.len();
-        self.fill_transmit(Some(chunks));
-        if !self.output.is_empty() {
-            chunks.push(self.output.split().freeze());
-        }
-        chunks[before..].iter().map(Bytes::len).sum()
-    }
-
-    /// Frame up to `max_transmit` bytes into the output, one frame per ready stream per turn.
-    /// With `chunks`, large frame data goes there, uncopied, and the output before it with it.
-    fn fill_transmit(&mut self, mut chunks: Option<&mut Vec<Bytes>>) {
+    /// Frame up to `max_transmit` bytes, one frame per ready stream per turn, and queue them as
+    /// one batch of [`Output::Transmit`]: small frames and the control frames encoded before
+    /// them share a buffer; the data of a frame of [`ZERO_COPY_MIN`] bytes or more is a slice
+    /// of the message the application sent, in a `Transmit` of its own. With
+    /// `max_unwritten`, no message is framed while that many bytes wait for the transport.
+    pub(super) fn fill_transmit(&mut self) {
         if let Some(token) = self.pong_due.take() {
             self.send_control(Kind::PONG, 0, token);
         }
         let mut appended = 0;
-        while self.output.len() + appended < self.config.max_transmit {
+        let room = self.config.max_unwritten.map_or(u64::MAX, |max| {
+            (max as u64).saturating_sub(self.outputs.unwritten)
+        });
+        let limit = self
+            .config
+            .max_transmit
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        while self.output.len() + appended < limit {
             let Some(stream) = self.ready.pop_front() else {
                 break;
             };
-            let turn = self.take_turn(stream, chunks.as_deref_mut(), &mut appended);
+            let turn = self.take_turn(stream, &mut appended);
             let state = self.streams.get_mut(&stream);
             match (turn, state) {
                 (Turn::Framed, Some(state)) if !state.outbox.is_empty() => {
@@ -71,6 +52,10 @@ impl Session {
                 (_, None) => {}
             }
             self.finish_if_done(stream);
+        }
+        if !self.output.is_empty() {
+            let bytes = self.output.split().freeze();
+            self.outputs.transmits.push_back(bytes);
         }
     }
 
@@ -97,14 +82,9 @@ impl Session {
         }
     }
 
-    /// Frame one piece of `stream`'s first queued packet, into the output or (large data,
-    /// with `chunks`) into `chunks`, counting what went there in `appended`.
-    fn take_turn(
-        &mut self,
-        stream: u64,
-        chunks: Option<&mut Vec<Bytes>>,
-        appended: &mut usize,
-    ) -> Turn {
+    /// Frame one piece of `stream`'s first queued packet, into the output or (large data) into
+    /// a `Transmit` of its own, counting what went there in `appended`.
+    fn take_turn(&mut self, stream: u64, appended: &mut usize) -> Turn {
         let mux = self.config.mode == Mode::Mux;
         let split = self.config.split_size.get();
         let limit = self.config.send_buffer_per_stream;
@@ -152,35 +132,33 @@ impl Session {
         if writable {
             state.writer_waiting = false;
         }
-        match chunks {
-            Some(chunks) if frame.data.len() >= ZERO_COPY_MIN => {
-                let data_len = frame.data.len();
-                self.output.reserve(header_len(frame.id, data_len));
-                put_header(
-                    &mut self.output,
-                    frame.kind,
-                    frame.done,
-                    frame.control,
-                    frame.id,
-                    data_len,
-                );
-                *appended += self.output.len() + data_len;
-                chunks.push(self.output.split().freeze());
-                chunks.push(frame.data.clone());
-            }
-            _ => {
-                self.output.reserve(frame.encoded_len());
-                // The room was just reserved, so encoding cannot fail.
-                let encoded = frame.encode(&mut self.output);
-                debug_assert!(encoded.is_ok());
-            }
+        if frame.data.len() >= ZERO_COPY_MIN {
+            let data_len = frame.data.len();
+            self.output.reserve(header_len(frame.id, data_len));
+            put_header(
+                &mut self.output,
+                frame.kind,
+                frame.done,
+                frame.control,
+                frame.id,
+                data_len,
+            );
+            *appended += self.output.len() + data_len;
+            let head = self.output.split().freeze();
+            self.outputs.transmits.push_back(head);
+            self.outputs.transmits.push_back(frame.data.clone());
+        } else {
+            self.output.reserve(frame.encoded_len());
+            // The room was just reserved, so encoding cannot fail.
+            let encoded = frame.encode(&mut self.output);
+            debug_assert!(encoded.is_ok());
         }
         self.metrics.bytes_sent += frame.encoded_len() as u64;
         if done {
             self.metrics.packets_sent += 1;
         }
         if writable {
-            self.events.push_back(Event::Writable { stream });
+            self.report(Output::Writable(stream));
         }
         Turn::Framed
     }

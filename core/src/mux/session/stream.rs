@@ -13,7 +13,7 @@ use crate::mux::wire::{ErrorBody, Kind, Metadata};
 pub enum Recv {
     /// The next message.
     Message(Bytes),
-    /// Nothing yet: wait for an `Event::Readable` (or the stream's end).
+    /// Nothing yet: wait for an `Output::Readable` (or the stream's end).
     Pending,
     /// The peer sent everything it will (it closed its send side or the stream).
     Eof,

@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Event, Session};
+use super::{Output, Session};
 use crate::mux::wire::{Frame, Id, Kind};
 use crate::time::Instant;
 
@@ -22,16 +22,26 @@ pub fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) 
     out
 }
 
-/// Every pending event.
-pub fn events(session: &mut Session) -> Vec<Event> {
-    core::iter::from_fn(|| session.poll_event()).collect()
+/// Every pending output, `Transmit`s included.
+pub fn outputs(session: &mut Session) -> Vec<Output> {
+    core::iter::from_fn(|| session.poll_output()).collect()
 }
 
-/// Every pending byte for the peer.
+/// Every pending report (every output but `Transmit`), dropping the bytes.
+pub fn events(session: &mut Session) -> Vec<Output> {
+    outputs(session)
+        .into_iter()
+        .filter(|o| !matches!(o, Output::Transmit(_)))
+        .collect()
+}
+
+/// Every pending byte for the peer, dropping the reports.
 pub fn drain(session: &mut Session) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Some(bytes) = session.poll_transmit() {
-        out.extend_from_slice(&bytes);
+    for output in outputs(session) {
+        if let Output::Transmit(bytes) = output {
+            out.extend_from_slice(&bytes);
+        }
     }
     out
 }

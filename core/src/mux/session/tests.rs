@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 
-use super::testing::{events, frame, NOW};
-use super::{Config, Event, Recv, Role, Session, SessionError};
+use super::testing::{events, frame, outputs, NOW};
+use super::{CloseReason, Config, Output, Recv, Role, Session, SessionError};
+use crate::error::{ErrorKind, Kind as _};
 use crate::mux::wire::{Kind, Metadata, WireError};
 
 fn server_with_call() -> Session {
@@ -22,32 +23,33 @@ fn an_unknown_kind_is_ignored_with_the_control_bit_and_fatal_without() {
         .handle_input(NOW, &frame(Kind(9), true, 1, 2, b"x"))
         .unwrap();
     assert_eq!(events(&mut server), []);
-    let err = server.handle_input(NOW, &frame(Kind(9), false, 1, 3, b"x"));
-    assert_eq!(err, Err(SessionError::UnknownKind(Kind(9))));
+    server
+        .handle_input(NOW, &frame(Kind(9), false, 1, 3, b"x"))
+        .unwrap();
     assert_eq!(
-        events(&mut server),
-        [Event::Failed(SessionError::UnknownKind(Kind(9)))]
+        outputs(&mut server),
+        [Output::Closed(CloseReason::UnknownKind(Kind(9)))]
     );
-    assert_eq!(
-        server.handle_input(NOW, b""),
-        Err(SessionError::ConnectionClosed)
-    );
-    assert_eq!(
-        server.send(NOW, 1, Bytes::new()),
-        Err(SessionError::ConnectionClosed)
-    );
+    assert_eq!(server.handle_input(NOW, b""), Err(SessionError::Closed));
+    assert_eq!(server.send(NOW, 1, Bytes::new()), Err(SessionError::Closed));
+    assert_eq!(server.read(1), Err(SessionError::Closed));
+    assert_eq!(server.close(NOW, 1), Err(SessionError::Closed));
+    assert_eq!(server.poll_output(), None);
 }
 
 #[test]
 fn a_message_before_any_invoke_fails_the_connection() {
     let mut server = Session::new(Role::Server, Config::default());
-    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"x"));
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"x"))
+        .unwrap();
+    let err = outputs(&mut server);
     assert_eq!(
         err,
-        Err(SessionError::UnexpectedPacket {
+        [Output::Closed(CloseReason::UnexpectedPacket {
             kind: Kind::MESSAGE,
             stream: 1
-        })
+        })]
     );
 }
 
@@ -55,23 +57,31 @@ fn a_message_before_any_invoke_fails_the_connection() {
 fn a_client_refuses_an_invoke() {
     let mut client = Session::new(Role::Client, Config::default());
     client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
-    let err = client.handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/b"));
+    client
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/b"))
+        .unwrap();
+    let err = outputs(&mut client);
     assert!(matches!(
-        err,
-        Err(SessionError::UnexpectedPacket {
+        err[..],
+        [Output::Closed(CloseReason::UnexpectedPacket {
             kind: Kind::INVOKE,
             ..
-        })
+        })]
     ));
 }
 
 #[test]
 fn a_replayed_packet_fails_the_connection() {
     let mut server = server_with_call();
-    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"again"));
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 1, b"again"))
+        .unwrap();
+    let err = outputs(&mut server);
     assert!(matches!(
-        err,
-        Err(SessionError::Wire(WireError::IdMonotonicity { .. }))
+        err[..],
+        [Output::Closed(CloseReason::Wire(
+            WireError::IdMonotonicity { .. }
+        ))]
     ));
 }
 
@@ -88,8 +98,22 @@ fn unread_data_past_the_limit_fails_the_connection() {
     server
         .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"12345678"))
         .unwrap();
-    let err = server.handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 3, b"9"));
-    assert_eq!(err, Err(SessionError::UnreadLimit { stream: 1, max: 8 }));
+    server
+        .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 3, b"9"))
+        .unwrap();
+    let err = outputs(&mut server);
+    assert_eq!(
+        err,
+        [
+            Output::Opened {
+                stream: 1,
+                rpc: Bytes::from_static(b"/a"),
+                metadata: Metadata::new()
+            },
+            Output::Readable(1),
+            Output::Closed(CloseReason::UnreadLimit { stream: 1, max: 8 })
+        ]
+    );
 }
 
 #[test]
@@ -100,8 +124,15 @@ fn metadata_past_the_limit_fails_the_connection() {
     };
     let mut server = Session::new(Role::Server, config);
     let metadata = frame(Kind::INVOKE_METADATA, false, 1, 1, b"0123456789");
-    let err = server.handle_input(NOW, &metadata);
-    assert_eq!(err, Err(SessionError::MetadataLimit { len: 10, max: 4 }));
+    server.handle_input(NOW, &metadata).unwrap();
+    let err = outputs(&mut server);
+    assert_eq!(
+        err,
+        [Output::Closed(CloseReason::MetadataLimit {
+            len: 10,
+            max: 4
+        })]
+    );
 }
 
 #[test]
@@ -111,6 +142,9 @@ fn misuse_is_refused_and_changes_nothing() {
         server.open_stream(NOW, "/a", &Metadata::new()),
         Err(SessionError::WrongRole)
     );
+    assert_eq!(SessionError::WrongRole.kind(), ErrorKind::Usage);
+    assert_eq!(SessionError::StreamBusy.kind(), ErrorKind::Limit);
+    assert_eq!(SessionError::Closed.kind(), ErrorKind::Closed);
     let mut client = Session::new(Role::Client, Config::default());
     assert_eq!(
         client.send(NOW, 1, Bytes::new()),
@@ -122,21 +156,24 @@ fn misuse_is_refused_and_changes_nothing() {
         Err(SessionError::StreamBusy)
     );
     client.close_send(NOW, stream).unwrap();
-    let before = client.poll_transmit().unwrap();
+    let before = outputs(&mut client);
     assert_eq!(
         client.send(NOW, stream, Bytes::from_static(b"late")),
         Err(SessionError::SendClosed(stream))
     );
     // A second CloseSend is a no-op, as in Go.
     client.close_send(NOW, stream).unwrap();
-    assert_eq!(client.poll_transmit(), None);
+    assert_eq!(client.poll_output(), None);
     assert_eq!(
-        before[..],
-        [
-            frame(Kind::INVOKE, false, 1, 1, b"/a"),
-            frame(Kind::CLOSE_SEND, false, 1, 2, b"")
-        ]
-        .concat()
+        before,
+        [Output::Transmit(
+            [
+                frame(Kind::INVOKE, false, 1, 1, b"/a"),
+                frame(Kind::CLOSE_SEND, false, 1, 2, b"")
+            ]
+            .concat()
+            .into()
+        )]
     );
 }
 
@@ -144,11 +181,16 @@ fn misuse_is_refused_and_changes_nothing() {
 fn cancel_is_a_control_frame_and_ends_the_stream() {
     let mut client = Session::new(Role::Client, Config::default());
     let stream = client.open_stream(NOW, "/a", &Metadata::new()).unwrap();
-    client.poll_transmit();
+    outputs(&mut client);
     client.cancel(NOW, stream).unwrap();
-    // control bit, kind 4, done: 0x89.
-    assert_eq!(client.poll_transmit().unwrap()[..], [0x89, 1, 2, 0]);
-    assert_eq!(events(&mut client), [Event::Finished { stream }]);
+    // control bit, kind 4, done: 0x89. The stream is over at once: reports come first.
+    assert_eq!(
+        outputs(&mut client),
+        [
+            Output::Finished(stream),
+            Output::Transmit(Bytes::from_static(&[0x89, 1, 2, 0]))
+        ]
+    );
     // The stream is gone: a new one may open, and the old id reads as ended.
     assert_eq!(client.read(stream), Ok(Recv::Eof));
     assert_eq!(client.open_stream(NOW, "/b", &Metadata::new()), Ok(2));
@@ -158,11 +200,14 @@ fn cancel_is_a_control_frame_and_ends_the_stream() {
 fn late_packets_for_a_finished_stream_are_dropped() {
     let mut server = server_with_call();
     server.send_error(NOW, 1, 5, "no").unwrap();
+    // The Error frame is framed in turn; the stream finishes after it.
     assert_eq!(
-        server.poll_transmit().unwrap()[..],
-        frame(Kind::ERROR, false, 1, 1, b"\0\0\0\0\0\0\0\x05no")[..]
+        outputs(&mut server),
+        [
+            Output::Transmit(frame(Kind::ERROR, false, 1, 1, b"\0\0\0\0\0\0\0\x05no").into()),
+            Output::Finished(1)
+        ]
     );
-    assert_eq!(events(&mut server), [Event::Finished { stream: 1 }]);
     server
         .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"ignored"))
         .unwrap();
@@ -186,10 +231,7 @@ fn a_dropped_stream_discards_messages_and_finishes_when_it_ends() {
         .unwrap();
     assert_eq!(
         events(&mut server),
-        [
-            Event::RemoteClosed { stream: 1 },
-            Event::Finished { stream: 1 }
-        ]
+        [Output::RemoteClosed(1), Output::Finished(1)]
     );
 }
 
@@ -222,10 +264,24 @@ fn a_mux_server_refuses_streams_past_the_limit_with_an_error() {
             .handle_input(NOW, &frame(Kind::INVOKE, false, stream, 1, b"/a"))
             .unwrap();
     }
-    let sent = server.poll_transmit().unwrap();
     let message = b"protocol error: too many concurrent streams (limit 2)";
     let body = [&[0u8; 8][..], &message[..]].concat();
-    assert_eq!(sent[..], frame(Kind::ERROR, false, 3, 1, &body)[..]);
+    assert_eq!(
+        outputs(&mut server),
+        [
+            Output::Opened {
+                stream: 1,
+                rpc: Bytes::from_static(b"/a"),
+                metadata: Metadata::new()
+            },
+            Output::Opened {
+                stream: 2,
+                rpc: Bytes::from_static(b"/a"),
+                metadata: Metadata::new()
+            },
+            Output::Transmit(frame(Kind::ERROR, false, 3, 1, &body).into())
+        ]
+    );
     assert_eq!(server.active_streams(), 2);
     assert_eq!(server.metrics().streams_refused, 1);
     // The refused stream's later frames are dropped, and leave nothing behind.
