@@ -8,7 +8,7 @@ use bytes::Bytes;
 use transfer_support::*;
 use weir::transfer::message::build_query;
 use weir::transfer::{
-    CloseReason, Config, Dialect, Error, Failure, Output, TransferResult, STATE_COLUMNS,
+    CloseReason, Config, Dialect, Failure, Output, TransferError, TransferResult, STATE_COLUMNS,
 };
 
 const KEY: &str = "key-1";
@@ -84,7 +84,7 @@ fn success_moves_the_session_and_its_cancel_key() {
         (m.attempted, m.success, m.error_fatal, m.error_recoverable),
         (1, 1, 0, 0)
     );
-    assert_eq!(m.latency_us.count, 1);
+    assert_eq!(m.latency_ns.count, 1);
     assert_eq!(m.response_bytes.count, 1);
     assert!(h.m.at_safe_point());
 }
@@ -134,12 +134,12 @@ fn error_response_while_waiting_is_fatal() {
     );
     assert!(h.events.iter().any(|e| matches!(
         e,
-        Output::CloseClient(CloseReason::TransferFatal(Failure::AmbiguousError(_)))
+        Output::Closed(CloseReason::TransferFatal(Failure::AmbiguousError(_)))
     )));
     assert!(h.m.is_closed());
     assert_eq!(
         h.m.handle_client_input(h.now, Bytes::from_static(b"x")),
-        Err(Error::Closed)
+        Err(TransferError::Closed)
     );
     assert_eq!(h.m.metrics().error_fatal, 1);
 }
@@ -249,7 +249,7 @@ fn dial_failure_is_recoverable() {
     h.assert_client_stream_intact();
     assert_eq!(
         h.m.handle_new_server_connected(h.now),
-        Err(Error::NoNewServer)
+        Err(TransferError::NoNewServer)
     );
 }
 
@@ -576,7 +576,7 @@ fn held_client_bytes_are_bounded() {
             .unwrap_err();
     assert_eq!(
         err,
-        Error::HeldClientBytesFull {
+        TransferError::HeldClientBytesFull {
             held: 20,
             offered: 20,
             limit: 32
@@ -630,34 +630,34 @@ fn misuse_is_refused_without_effect() {
     let mut h = Harness::new();
     assert_eq!(
         h.m.request_transfer(h.now, "bad'key"),
-        Err(Error::InvalidTransferKey { max: 128 })
+        Err(TransferError::InvalidTransferKey { max: 128 })
     );
     assert_eq!(
         h.m.request_transfer(h.now, ""),
-        Err(Error::InvalidTransferKey { max: 128 })
+        Err(TransferError::InvalidTransferKey { max: 128 })
     );
     assert_eq!(
         h.m.handle_new_server_connected(h.now),
-        Err(Error::NoNewServer)
+        Err(TransferError::NoNewServer)
     );
     assert_eq!(
         h.m.handle_new_server_input(h.now, Bytes::new()),
-        Err(Error::NoNewServer)
+        Err(TransferError::NoNewServer)
     );
     h.request(KEY);
     assert_eq!(
         h.m.request_transfer(h.now, KEY),
-        Err(Error::TransferInProgress)
+        Err(TransferError::TransferInProgress)
     );
     h.server(&state_response(KEY));
     assert_eq!(
         h.m.handle_new_server_input(h.now, Bytes::new()),
-        Err(Error::NewServerNotConnected)
+        Err(TransferError::NewServerNotConnected)
     );
     h.connected();
     assert_eq!(
         h.m.handle_new_server_connected(h.now),
-        Err(Error::NewServerAlreadyConnected)
+        Err(TransferError::NewServerAlreadyConnected)
     );
     assert_eq!(h.m.metrics().attempted, 1);
 }
@@ -671,7 +671,7 @@ fn startup_phase_cases() {
         .unwrap();
     let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
     assert!(matches!(&outputs[0], Output::CancelRequest(k) if k.process_id == 7));
-    assert_eq!(outputs[1], Output::CloseClient(CloseReason::CancelRequest));
+    assert_eq!(outputs[1], Output::Closed(CloseReason::CancelRequest));
 
     // SSLRequest answered N passes through; answered S closes (encryption is the adapter's).
     for (answer, closes) in [(b'N', false), (b'S', true)] {
@@ -703,7 +703,7 @@ fn startup_phase_cases() {
         .unwrap();
     assert_eq!(
         m.poll_output(),
-        Some(Output::CloseClient(CloseReason::ClientSentRevivalToken))
+        Some(Output::Closed(CloseReason::ClientSentRevivalToken))
     );
 
     // A transfer requested during startup waits for the first ReadyForQuery.
@@ -848,7 +848,7 @@ fn started_server_is_refused_without_a_query_for_it() {
     };
     assert_eq!(
         h.m.handle_new_server_started(h.now, Some(key)),
-        Err(Error::NoStartedServerQuery)
+        Err(TransferError::NoStartedServerQuery)
     );
     // Unchanged: a dialled server still completes the transfer.
     assert!(h.new_server.is_empty());
@@ -866,7 +866,7 @@ fn started_server_after_a_dial_is_refused() {
     h.connected();
     assert_eq!(
         h.m.handle_new_server_started(h.now, None),
-        Err(Error::NewServerAlreadyConnected)
+        Err(TransferError::NewServerAlreadyConnected)
     );
 }
 

@@ -8,7 +8,7 @@ use core::time::Duration;
 use bytes::Bytes;
 
 use super::dialect::STATE_COLUMNS;
-use super::error::{CloseReason, Error, Failure};
+use super::error::{CloseReason, Failure, TransferError};
 use super::frame::{header, Frame, Framer, Side};
 use super::machine::{Machine, Progress};
 use super::message::{
@@ -98,10 +98,10 @@ impl Transfer {
         }
     }
 
-    pub(super) fn hold_client(&mut self, data: Bytes, limit: usize) -> Result<(), Error> {
+    pub(super) fn hold_client(&mut self, data: Bytes, limit: usize) -> Result<(), TransferError> {
         let len = self.held_client_len.saturating_add(data.len());
         if len > limit {
-            return Err(Error::HeldClientBytesFull {
+            return Err(TransferError::HeldClientBytesFull {
                 held: self.held_client_len,
                 offered: data.len(),
                 limit,
@@ -383,7 +383,7 @@ impl Machine {
             self.outputs.push_back(Output::CloseNewServer);
         }
         let outcome = t.outcome(now, TransferResult::Recoverable(failure));
-        self.metrics.record_latency(outcome.latency);
+        self.metrics.latency_ns.record_duration(outcome.latency);
         self.outputs.push_back(Output::Outcome(outcome));
         self.replay_server.extend(t.held_server.drain(..));
         self.replay_client.extend(t.held_client.drain(..));

@@ -78,7 +78,7 @@
 //!   current, and its bytes go to [`Machine::handle_server_input`] from now on.
 //!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset and
 //!   kept for a later transfer.
-//! - [`Output::CloseNewServer`], [`Output::CloseClient`]: close those connections.
+//! - [`Output::CloseNewServer`], [`Output::Closed`]: close those connections.
 //! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
 //!
 //! Then it arms a timer for [`Machine::poll_timeout`] and calls [`Machine::handle_timeout`]
@@ -101,8 +101,8 @@ pub use dialect::{
     Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
 };
-pub use error::{CloseReason, Error, Failure, FrameError, ParseError};
+pub use error::{CloseReason, Failure, FrameError, ParseError, TransferError};
 pub use machine::{Machine, MAX_TRANSFER_KEY_LEN};
-pub use metrics::{Histogram, Metrics};
+pub use metrics::Metrics;
 pub use output::{CancelKeys, Output, Peer, Source, TransferOutcome, TransferResult, Transmit};
 pub use safepoint::SafePoint;

@@ -4,7 +4,7 @@ use alloc::string::ToString;
 
 use bytes::Bytes;
 
-use super::error::{Error, Failure};
+use super::error::{Failure, TransferError};
 use super::frame::{Frame, Framer};
 use super::machine::Machine;
 use super::message::{
@@ -26,13 +26,13 @@ enum Next {
 impl Machine {
     /// The adapter connected to the new server asked for by [`Output::DialNewServer`]. The
     /// machine writes the StartupMessage.
-    pub fn handle_new_server_connected(&mut self, now: Instant) -> Result<(), Error> {
+    pub fn handle_new_server_connected(&mut self, now: Instant) -> Result<(), TransferError> {
         let step = self.new_server_step()?;
         if step != Step::Dial {
-            return Err(Error::NewServerAlreadyConnected);
+            return Err(TransferError::NewServerAlreadyConnected);
         }
         let Some(t) = self.transfer.as_mut() else {
-            return Err(Error::NoNewServer);
+            return Err(TransferError::NoNewServer);
         };
         // The client's startup parameters plus the token: what DialNewServer announced.
         let token = (self.config.dialect.token_param.as_str(), t.token());
@@ -41,6 +41,7 @@ impl Machine {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .chain(core::iter::once(token));
+        let now = self.clock.observe(now);
         match build_startup_message(params, self.config.framer.max_startup_len as usize) {
             Ok(startup) => {
                 t.step = Step::Auth;
@@ -62,23 +63,24 @@ impl Machine {
         &mut self,
         now: Instant,
         key: Option<BackendKey>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), TransferError> {
         if self.new_server_step()? != Step::Dial {
-            return Err(Error::NewServerAlreadyConnected);
+            return Err(TransferError::NewServerAlreadyConnected);
         }
         let Some(t) = self.transfer.as_mut() else {
-            return Err(Error::NoNewServer);
+            return Err(TransferError::NoNewServer);
         };
         let Some(sql) = self
             .config
             .dialect
             .started_server_query(t.state(), t.token())
         else {
-            return Err(Error::NoStartedServerQuery);
+            return Err(TransferError::NoStartedServerQuery);
         };
         if let Some(n) = t.new_server.as_mut() {
             n.key = key;
         }
+        let now = self.clock.observe(now);
         match build_query(&sql) {
             Ok(query) => {
                 t.step = Step::Deserialize(Expect::RowDescription);
@@ -92,24 +94,34 @@ impl Machine {
 
     /// The new server could not be reached, or its connection broke: the session stays on the
     /// old server.
-    pub fn handle_new_server_failed(&mut self, now: Instant, reason: &str) -> Result<(), Error> {
+    pub fn handle_new_server_failed(
+        &mut self,
+        now: Instant,
+        reason: &str,
+    ) -> Result<(), TransferError> {
         self.new_server_step()?;
+        let now = self.clock.observe(now);
         self.fail_recoverable(now, Failure::DialFailed(reason.to_string()));
         self.drain(now);
         Ok(())
     }
 
     /// Bytes the new server sent.
-    pub fn handle_new_server_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
+    pub fn handle_new_server_input(
+        &mut self,
+        now: Instant,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
         if self.new_server_step()? == Step::Dial {
-            return Err(Error::NewServerNotConnected);
+            return Err(TransferError::NewServerNotConnected);
         }
         let mut framer = self
             .transfer
             .as_mut()
             .and_then(|t| t.new_server.as_mut())
             .and_then(|n| n.framer.take())
-            .ok_or(Error::NoNewServer)?;
+            .ok_or(TransferError::NoNewServer)?;
+        let now = self.clock.observe(now);
         let small = self.config.max_small_message_len.saturating_sub(4);
         let mut pos = 0;
         loop {
@@ -146,13 +158,13 @@ impl Machine {
         Ok(())
     }
 
-    fn new_server_step(&self) -> Result<Step, Error> {
+    fn new_server_step(&self) -> Result<Step, TransferError> {
         if self.is_closed() {
-            return Err(Error::Closed);
+            return Err(TransferError::Closed);
         }
         match self.transfer.as_ref() {
             Some(t) if t.new_server.is_some() => Ok(t.step),
-            _ => Err(Error::NoNewServer),
+            _ => Err(TransferError::NoNewServer),
         }
     }
 
@@ -268,7 +280,7 @@ impl Machine {
         self.metrics.success += 1;
         self.metrics.discarded_old_server_bytes += t.held_server_len() as u64;
         let outcome = t.outcome(now, TransferResult::Success);
-        self.metrics.record_latency(outcome.latency);
+        self.metrics.latency_ns.record_duration(outcome.latency);
         self.outputs.push_back(Output::Outcome(outcome));
         self.replay_client.extend(t.take_held_client());
     }

@@ -101,8 +101,9 @@ pub enum Output {
     },
     /// Close the connection to the new server: the transfer failed.
     CloseNewServer,
-    /// Close the client connection (and with it every server connection): the session is over.
-    CloseClient(CloseReason),
+    /// The session is over: close the client connection and every server connection. Always
+    /// the last output; every later call returns [`super::TransferError::Closed`].
+    Closed(CloseReason),
     /// A transfer ended.
     Outcome(TransferOutcome),
     /// The client connection carried a CancelRequest for this key, which the machine does not
@@ -111,10 +112,10 @@ pub enum Output {
 }
 
 /// The cancel keys of a session: what the client knows and what the current server expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CancelKeys<'a> {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelKeys {
     /// The BackendKeyData the client received at startup (from the first server).
-    pub client: Option<&'a BackendKey>,
+    pub client: Option<BackendKey>,
     /// The BackendKeyData of the server the session is on now.
-    pub server: Option<&'a BackendKey>,
+    pub server: Option<BackendKey>,
 }

@@ -16,7 +16,8 @@ use tracing::Instrument;
 use weir::time::Instant;
 use weir::transfer::message::{build_cancel_request, BackendKey};
 use weir::transfer::{
-    CloseReason, Error as MachineError, Machine, Output, Peer, TransferOutcome, TransferResult,
+    CloseReason, Machine, Output, Peer, TransferError as MachineError, TransferOutcome,
+    TransferResult,
 };
 
 use super::frontend::{self, First};
@@ -216,7 +217,7 @@ impl Session {
                 let _ = reply.send(Err(MoveError::SessionClosed));
             }
         }
-        let metrics = self.machine.metrics().clone();
+        let metrics = self.machine.metrics();
         self.registration.update(|e| e.metrics = metrics);
     }
 
@@ -394,7 +395,7 @@ impl Session {
                 let from = self.backend;
                 let mut old = self.switch_server()?;
                 let shared = self.shared.clone();
-                let params = self.machine.startup_params().to_vec();
+                let params = self.machine.startup_params();
                 let timeout = shared.config.connect_timeout;
                 let token_param = shared.config.transfer.dialect.token_param.clone();
                 tokio::spawn(
@@ -418,7 +419,7 @@ impl Session {
                 self.new_server = None;
                 self.dial = DialState::Idle;
             }
-            Output::CloseClient(reason) => return Err(End::Closed(reason)),
+            Output::Closed(reason) => return Err(End::Closed(reason)),
             Output::Outcome(outcome) => self.outcome(outcome),
             Output::CancelRequest(key) => {
                 let shared = self.shared.clone();
@@ -487,7 +488,7 @@ impl Session {
         let to = m.to;
         match self.machine.request_transfer(now, &key) {
             Ok(()) => {
-                let started = self.shared.take_idle(to, self.machine.startup_params());
+                let started = self.shared.take_idle(to, &self.machine.startup_params());
                 self.dial = match started {
                     Some(server) => DialState::Started(server),
                     None => DialState::Dialing {
@@ -548,7 +549,7 @@ impl Session {
                 "transfer failed, the session is closed: {f}"
             ),
         }
-        let metrics = self.machine.metrics().clone();
+        let metrics = self.machine.metrics();
         self.registration.update(|e| e.metrics = metrics);
         let retry = matches!(outcome.result, TransferResult::Recoverable(_))
             && attempt < self.shared.config.max_transfer_attempts;
@@ -574,10 +575,10 @@ impl Session {
     /// Tell the registry about new cancel keys, so CancelRequests find this session.
     fn publish_keys(&mut self) {
         let keys = self.machine.cancel_keys();
-        if keys.client == self.keys.0.as_ref() && keys.server == self.keys.1.as_ref() {
+        if keys.client == self.keys.0 && keys.server == self.keys.1 {
             return;
         }
-        self.keys = (keys.client.cloned(), keys.server.cloned());
+        self.keys = (keys.client, keys.server);
         let (client_key, server_key) = self.keys.clone();
         self.registration.update(|e| {
             e.client_key = client_key;
