@@ -8,6 +8,7 @@
 
 use alloc::string::String;
 
+use super::output::ServerId;
 use crate::error::{ErrorKind, Kind};
 
 /// Why a call to a [`super::Machine`] was refused. The call had no effect.
@@ -37,6 +38,10 @@ pub enum TransferError {
         /// The configured limit.
         limit: usize,
     },
+    /// An input named a server that is neither the session's nor the running transfer's new
+    /// one (or the transfer's new server was given the id of the session's current server).
+    #[error("server {} is not a connection of this session", .0 .0)]
+    UnknownServer(ServerId),
     /// An input about the new server arrived while no new server was being dialled.
     #[error("no new server is being dialled")]
     NoNewServer,

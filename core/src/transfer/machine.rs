@@ -12,7 +12,7 @@ use super::frame::{Frame, Framer, Side};
 use super::message::{parse_ready_for_query, BackendKey, StartupPacket};
 use super::metrics::Metrics;
 use super::migration::{Step, Transfer};
-use super::output::{CancelKeys, Output, Peer, Source, Transmit};
+use super::output::{CancelKeys, Output, Peer, ServerId, Source, Transmit};
 use super::safepoint::SafePoint;
 use crate::time::{Instant, Monotonic};
 
@@ -46,6 +46,8 @@ pub(super) enum Progress {
 pub struct Machine {
     pub(super) config: Config,
     pub(super) phase: Phase,
+    /// The server the session is on.
+    pub(super) server_id: ServerId,
     pub(super) client: Framer,
     pub(super) server: Framer,
     pub(super) session: SafePoint,
@@ -62,10 +64,11 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A machine for a client that has just connected to its first server: the next client
-    /// bytes are its startup packets.
-    pub fn new(config: Config) -> Machine {
+    /// A machine for a client that has just connected to its first server, which the caller
+    /// names `server`: the next client bytes are its startup packets.
+    pub fn new(config: Config, server: ServerId) -> Machine {
         Machine {
+            server_id: server,
             client: Framer::new(Side::Frontend, config.framer),
             server: Framer::new(Side::Backend, config.framer),
             config,
@@ -102,10 +105,20 @@ impl Machine {
         Ok(())
     }
 
-    /// Bytes the current server sent.
-    pub fn handle_server_input(&mut self, now: Instant, data: Bytes) -> Result<(), TransferError> {
+    /// Bytes that `server` sent: the server the session is on, or the new server of a running
+    /// transfer once it was reported connected (or started). Any other id is
+    /// [`TransferError::UnknownServer`].
+    pub fn handle_server_input(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
         if self.phase == Phase::Closed {
             return Err(TransferError::Closed);
+        }
+        if server != self.server_id {
+            return self.handle_new_server_input(now, server, data);
         }
         let now = self.clock.observe(now);
         self.server_bytes(now, data);
@@ -113,15 +126,24 @@ impl Machine {
         Ok(())
     }
 
-    /// Move the session to a new server, identified in the state query by `key` (which the
-    /// caller makes unpredictable). The transfer starts at the next safe point, which may be
-    /// now, and ends in an [`Output::Outcome`] within `Config::transfer_timeout`.
-    pub fn request_transfer(&mut self, now: Instant, key: &str) -> Result<(), TransferError> {
+    /// Move the session to a new server, which the caller names `to` (an id other than the
+    /// current server's), identified in the state query by `key` (which the caller makes
+    /// unpredictable). The transfer starts at the next safe point, which may be now, and ends
+    /// in an [`Output::Outcome`] within `Config::transfer_timeout`.
+    pub fn request_transfer(
+        &mut self,
+        now: Instant,
+        key: &str,
+        to: ServerId,
+    ) -> Result<(), TransferError> {
         if self.phase == Phase::Closed {
             return Err(TransferError::Closed);
         }
         if self.transfer.is_some() {
             return Err(TransferError::TransferInProgress);
+        }
+        if to == self.server_id {
+            return Err(TransferError::UnknownServer(to));
         }
         let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if key.is_empty() || key.len() > MAX_TRANSFER_KEY_LEN || !key.chars().all(valid) {
@@ -133,6 +155,7 @@ impl Machine {
         self.metrics.attempted += 1;
         self.transfer = Some(Transfer::new(
             key.into(),
+            to,
             now,
             now + self.config.transfer_timeout,
         ));
@@ -190,6 +213,11 @@ impl Machine {
     /// The parameters of the client's StartupMessage, in wire order.
     pub fn startup_params(&self) -> Vec<(String, String)> {
         self.startup_params.clone()
+    }
+
+    /// The server the session is on now.
+    pub fn server(&self) -> ServerId {
+        self.server_id
     }
 
     /// Whether the session could move right now.
@@ -265,7 +293,7 @@ impl Machine {
                 Ok(Some(Frame::Part { .. } | Frame::EncryptionAnswer(_))) => continue,
                 Ok(Some(Frame::Startup { body })) => body,
                 Err(e) => {
-                    self.relay_run(Peer::Server, &data, run, before);
+                    self.relay_run(Peer::Server(self.server_id), &data, run, before);
                     self.close(now, CloseReason::ClientProtocol(e));
                     return;
                 }
@@ -277,7 +305,7 @@ impl Machine {
                     return;
                 }
                 Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
-                    self.transmit(Peer::Server, Source::Client, raw);
+                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
                     self.server.expect_encryption_answer();
                 }
                 Ok(StartupPacket::CancelRequest(key)) => {
@@ -294,14 +322,14 @@ impl Machine {
                         return;
                     }
                     self.startup_params = params;
-                    self.transmit(Peer::Server, Source::Client, raw);
+                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
                 }
             }
             if framer.is_typed() {
                 run = Some(pos);
             }
         }
-        self.relay_run(Peer::Server, &data, run, pos);
+        self.relay_run(Peer::Server(self.server_id), &data, run, pos);
         self.client = framer;
     }
 
@@ -430,7 +458,7 @@ impl Machine {
             };
             self.metrics.error_fatal += 1;
             if t.new_server.is_some() {
-                self.outputs.push_back(Output::CloseNewServer);
+                self.outputs.push_back(Output::CloseNewServer(t.to));
             }
             let outcome = t.outcome(now, super::output::TransferResult::Fatal(failure));
             self.metrics.latency_ns.record_duration(outcome.latency);

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use weir::time::Instant;
 use weir::transfer::message::{build_cancel_request, BackendKey};
 use weir::transfer::{
-    CloseReason, Machine, Output, Peer, TransferError as MachineError, TransferOutcome,
+    CloseReason, Machine, Output, Peer, ServerId, TransferError as MachineError, TransferOutcome,
     TransferResult,
 };
 
@@ -56,14 +56,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     let mut transfer = shared.config.transfer.clone();
     transfer.reuse_old_server = shared.reuses_servers();
     let session = Session {
-        machine: Machine::new(transfer),
+        machine: Machine::new(transfer, ServerId(0)),
         shared,
         registration,
         epoch: TokioInstant::now(),
         client,
         server,
+        server_id: ServerId(0),
         backend,
         new_server: None,
+        new_server_id: ServerId(0),
         dial: DialState::Idle,
         moving: None,
         pending_client: None,
@@ -178,8 +180,12 @@ struct Session {
     epoch: TokioInstant,
     client: TcpStream,
     server: TcpStream,
+    /// The machine's name for `server`.
+    server_id: ServerId,
     backend: BackendId,
     new_server: Option<TcpStream>,
+    /// The machine's name for the current attempt's new server: a fresh id per attempt.
+    new_server_id: ServerId,
     /// The connection to the move's target, dialled when the move starts so that the server's
     /// fork and the TCP handshake overlap the state query.
     dial: DialState,
@@ -269,17 +275,26 @@ impl Session {
                 Wake::Client(Ok(data)) => self.client_input(now, data),
                 Wake::Client(Err(e)) => return End::Io(Peer::Client, e),
                 Wake::Server(Ok(data)) if data.is_empty() => return End::ServerLeft,
-                Wake::Server(Ok(data)) => self.machine.handle_server_input(now, data),
-                Wake::Server(Err(e)) => return End::Io(Peer::Server, e),
+                Wake::Server(Ok(data)) => {
+                    self.machine.handle_server_input(now, self.server_id, data)
+                }
+                Wake::Server(Err(e)) => return End::Io(Peer::Server(self.server_id), e),
                 Wake::NewServer(Ok(data)) if data.is_empty() => {
                     self.new_server = None;
-                    self.machine
-                        .handle_new_server_failed(now, "the new server closed the connection")
+                    self.machine.handle_new_server_failed(
+                        now,
+                        self.new_server_id,
+                        "the new server closed the connection",
+                    )
                 }
-                Wake::NewServer(Ok(data)) => self.machine.handle_new_server_input(now, data),
+                Wake::NewServer(Ok(data)) => {
+                    self.machine
+                        .handle_server_input(now, self.new_server_id, data)
+                }
                 Wake::NewServer(Err(e)) => {
                     self.new_server = None;
-                    self.machine.handle_new_server_failed(now, &e.to_string())
+                    self.machine
+                        .handle_new_server_failed(now, self.new_server_id, &e.to_string())
                 }
                 Wake::Dialed(r) => {
                     let wanted = matches!(self.dial, DialState::Dialing { wanted: true, .. });
@@ -360,20 +375,22 @@ impl Session {
                     .write_all(&t.data)
                     .await
                     .map_err(|e| End::Io(Peer::Client, e))?,
-                Peer::Server => self
+                Peer::Server(id) if id == self.server_id => self
                     .server
                     .write_all(&t.data)
                     .await
-                    .map_err(|e| End::Io(Peer::Server, e))?,
-                Peer::NewServer => {
+                    .map_err(|e| End::Io(t.to, e))?,
+                Peer::Server(id) => {
                     let written = match self.new_server.as_mut() {
-                        Some(s) => s.write_all(&t.data).await,
-                        None => Err(io::ErrorKind::NotConnected.into()),
+                        Some(s) if id == self.new_server_id => s.write_all(&t.data).await,
+                        _ => Err(io::ErrorKind::NotConnected.into()),
                     };
                     if let Err(e) = written {
                         self.new_server = None;
                         let now = self.now();
-                        let _ = self.machine.handle_new_server_failed(now, &e.to_string());
+                        let _ = self
+                            .machine
+                            .handle_new_server_failed(now, id, &e.to_string());
                     }
                 }
             },
@@ -390,8 +407,8 @@ impl Session {
                     }
                 }
             }
-            Output::CloseOldServer => drop(self.switch_server()?),
-            Output::ReleaseOldServer { key } => {
+            Output::CloseOldServer(_) => drop(self.switch_server()?),
+            Output::ReleaseOldServer { key, .. } => {
                 let from = self.backend;
                 let mut old = self.switch_server()?;
                 let shared = self.shared.clone();
@@ -415,7 +432,7 @@ impl Session {
                     .in_current_span(),
                 );
             }
-            Output::CloseNewServer => {
+            Output::CloseNewServer(_) => {
                 self.new_server = None;
                 self.dial = DialState::Idle;
             }
@@ -434,9 +451,11 @@ impl Session {
     /// The new server becomes the session's server; the old one is returned.
     fn switch_server(&mut self) -> Result<TcpStream, End> {
         let Some(new) = self.new_server.take() else {
-            return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
+            let peer = Peer::Server(self.new_server_id);
+            return Err(End::Io(peer, io::ErrorKind::NotConnected.into()));
         };
         let old = std::mem::replace(&mut self.server, new);
+        self.server_id = self.new_server_id;
         if let Some(m) = self.moving.as_ref() {
             self.backend = m.to;
             self.registration.moved(m.to);
@@ -486,8 +505,10 @@ impl Session {
         m.retry_at = None;
         m.attempts += 1;
         let to = m.to;
-        match self.machine.request_transfer(now, &key) {
+        let new_server_id = ServerId(self.new_server_id.0.max(self.server_id.0) + 1);
+        match self.machine.request_transfer(now, &key, new_server_id) {
             Ok(()) => {
+                self.new_server_id = new_server_id;
                 let started = self.shared.take_idle(to, &self.machine.startup_params());
                 self.dial = match started {
                     Some(server) => DialState::Started(server),
@@ -509,13 +530,18 @@ impl Session {
         match std::mem::replace(&mut self.dial, DialState::Idle) {
             DialState::Ready(stream) => {
                 self.new_server = Some(stream);
-                self.machine.handle_new_server_connected(now)
+                self.machine
+                    .handle_new_server_connected(now, self.new_server_id)
             }
             DialState::Started(server) => {
                 self.new_server = Some(server.stream);
-                self.machine.handle_new_server_started(now, server.key)
+                self.machine
+                    .handle_new_server_started(now, self.new_server_id, server.key)
             }
-            DialState::Failed(reason) => self.machine.handle_new_server_failed(now, &reason),
+            DialState::Failed(reason) => {
+                self.machine
+                    .handle_new_server_failed(now, self.new_server_id, &reason)
+            }
             other => {
                 self.dial = other;
                 Ok(())
