@@ -83,7 +83,7 @@
 //!   parameters with [`Machine::handle_new_server_started`].
 //! - [`Output::CloseOldServer`]: close that server connection; the session is on the new one.
 //!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset
-//!   and kept for a later transfer.
+//!   (see [`reset`]) and kept for a later transfer.
 //! - [`Output::CloseNewServer`]: close that connection; the session stays where it was.
 //! - [`Output::Closed`]: the session is over, close every connection. It is the last output.
 //! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
@@ -95,12 +95,14 @@ mod config;
 mod dialect;
 mod error;
 pub mod frame;
+pub mod frontend;
 mod machine;
 pub mod message;
 mod metrics;
 mod migration;
 mod new_server;
 mod output;
+pub mod reset;
 mod safepoint;
 
 pub use config::Config;
