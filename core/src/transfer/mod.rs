@@ -68,13 +68,13 @@
 //!
 //! # Driving it
 //!
-//! An adapter owns the sockets (plaintext: it terminates TLS itself) and, after every input,
+//! An adapter owns the sockets (plaintext: it terminates TLS itself). A [`frontend::Frontend`]
+//! reads a new client's first packet (answering encryption requests `N`) and hands on its
+//! StartupMessage or CancelRequest. Every server connection has a [`ServerId`] the caller
+//! picks: one for the first server in [`Machine::new`], one for each transfer's new server in
+//! [`Machine::request_transfer`]. Outputs name the server they are about, and bytes from any
+//! server go to [`Machine::handle_server_input`] with its id. After every input the adapter
 //! drains [`Machine::poll_output`]:
-//!
-//! Every server connection has a [`ServerId`] the caller picks: one for the first server in
-//! [`Machine::new`], one for each transfer's new server in [`Machine::request_transfer`].
-//! Outputs name the server they are about, and bytes from any server go to
-//! [`Machine::handle_server_input`] with its id.
 //!
 //! - [`Output::Transmit`]: write the bytes to that peer, in order.
 //! - [`Output::DialNewServer`]: connect, then call [`Machine::handle_new_server_connected`]
@@ -83,13 +83,19 @@
 //!   parameters with [`Machine::handle_new_server_started`].
 //! - [`Output::CloseOldServer`]: close that server connection; the session is on the new one.
 //!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset
-//!   (see [`reset`]) and kept for a later transfer.
+//!   with a [`reset::Reset`] and kept for a later transfer.
 //! - [`Output::CloseNewServer`]: close that connection; the session stays where it was.
 //! - [`Output::Closed`]: the session is over, close every connection. It is the last output.
 //! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
 //!
 //! Then it arms a timer for [`Machine::poll_timeout`] and calls [`Machine::handle_timeout`]
 //! when it fires. An idle session has no deadline at all.
+//!
+//! Every machine here refuses a call only when the call changed nothing, with an error whose
+//! [`Kind`](crate::error::Kind) says why ([`TransferError`], [`frontend::FrontendError`],
+//! [`reset::ResetError`]); a peer that breaks the protocol ends the machine with one final
+//! output instead ([`Output::Closed`], [`frontend::FrontendOutput::Closed`],
+//! [`reset::ResetOutput::Failed`]).
 
 mod config;
 mod dialect;

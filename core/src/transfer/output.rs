@@ -80,7 +80,6 @@ pub struct TransferOutcome {
 /// An action for the caller, drained with [`super::Machine::poll_output`] in the order the
 /// machine produced them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Output {
     /// Write bytes to a peer.
     Transmit(Transmit),

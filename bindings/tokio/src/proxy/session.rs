@@ -442,8 +442,6 @@ impl Session {
                 let shared = self.shared.clone();
                 tokio::spawn(async move { forward_cancel(&shared, &key).await }.in_current_span());
             }
-            // `Output` may grow; an output this task does not know asks for nothing it can do.
-            _ => {}
         }
         Ok(())
     }
