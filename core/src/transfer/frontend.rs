@@ -139,10 +139,7 @@ impl Frontend {
         let mut pos = 0;
         while !self.finished && pos < data.len() {
             // The length field first, then the rest of the packet it announces.
-            let want = match self.declared_len() {
-                Some(len) => len,
-                None => 4,
-            };
+            let want = self.declared_len().unwrap_or(4);
             let take = want.saturating_sub(self.buf.len()).min(data.len() - pos);
             self.buf.extend_from_slice(&data[pos..pos + take]);
             pos += take;
@@ -175,7 +172,8 @@ impl Frontend {
         self.finished
     }
 
-    /// Bytes held: at most `FrontendConfig::max_startup_len`.
+    /// Bytes held: at most `FrontendConfig::max_startup_len`, or the 4 bytes of a length field
+    /// below 8 that is about to be refused.
     pub fn buffered_len(&self) -> usize {
         self.buf.len()
     }
@@ -321,6 +319,23 @@ mod tests {
         );
         // Half a packet: nothing yet.
         assert_eq!(run(&[0, 0, 0, 8, 0, 0]), []);
+        // A limit below the shortest packet refuses every length, holding no more than the
+        // length field.
+        let mut f = Frontend::new(FrontendConfig {
+            max_startup_len: 0,
+            ..FrontendConfig::default()
+        });
+        f.handle_input(Bytes::from_static(&[0, 0, 0])).unwrap();
+        assert_eq!(f.buffered_len(), 3);
+        f.handle_input(Bytes::from_static(&[8, 1])).unwrap();
+        assert_eq!(f.buffered_len(), 0);
+        assert_eq!(
+            f.poll_output(),
+            Some(FrontendOutput::Closed(FrontendCloseReason::Length {
+                len: 8,
+                max: 0
+            }))
+        );
     }
 
     #[test]
