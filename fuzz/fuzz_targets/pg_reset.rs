@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         config.max_message_len = usize::from(flags >> 2) << 10;
     }
     let max = config.max_message_len;
-    let piece = if *piece == 0 { server.len().max(1) } else { usize::from(*piece) };
+    let piece = if *piece == 0 {
+        server.len().max(1)
+    } else {
+        usize::from(*piece)
+    };
     let mut now = Instant::from_secs(1);
     let mut r = Reset::new(now, config);
     assert!(matches!(r.poll_output(), Some(ResetOutput::Transmit(_))));

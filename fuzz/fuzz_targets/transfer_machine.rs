@@ -9,10 +9,10 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use weir::error::{ErrorKind, Kind};
 use weir::time::Instant;
 use weir::transfer::message::build_startup_message;
 use weir::transfer::message::BackendKey;
-use weir::error::{ErrorKind, Kind};
 use weir::transfer::{Config, Dialect, Machine, Output, ServerId, Source, STATE_COLUMNS};
 
 /// A server message built from parts, so that the fuzzer reaches deep states quickly.
