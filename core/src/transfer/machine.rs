@@ -93,13 +93,14 @@ impl Machine {
         if self.phase == Phase::Closed {
             return Err(TransferError::Closed);
         }
-        let now = self.clock.observe(now);
         if let Some(t) = self.transfer.as_mut() {
             if t.step != Step::WaitSafePoint {
                 t.hold_client(data, self.config.max_held_client_bytes)?;
+                self.clock.observe(now);
                 return Ok(());
             }
         }
+        let now = self.clock.observe(now);
         self.client_bytes(now, data);
         self.drain(now);
         Ok(())
