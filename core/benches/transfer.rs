@@ -17,7 +17,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use weir::time::Instant;
 use weir::transfer::message::{build_query, build_startup_message};
-use weir::transfer::{Config, Machine};
+use weir::transfer::{Config, Machine, ServerId};
 
 const QUERIES: usize = 64;
 const MESSAGES_PER_QUERY: usize = 5;
@@ -48,12 +48,12 @@ fn response() -> Vec<u8> {
 
 /// A machine past its startup, idle.
 fn session() -> Machine {
-    let mut m = Machine::new(Config::default());
+    let mut m = Machine::new(Config::default(), ServerId(0));
     let now = Instant::ZERO;
     let startup = build_startup_message([("user", "bench")], 10_000).expect("startup");
     m.handle_client_input(now, startup).expect("client");
     let greeting = [msg(b'R', &[0, 0, 0, 0]), msg(b'Z', b"I")].concat();
-    m.handle_server_input(now, Bytes::from(greeting))
+    m.handle_server_input(now, ServerId(0), Bytes::from(greeting))
         .expect("server");
     drain(&mut m);
     m
@@ -80,7 +80,7 @@ fn main() {
         figures.time(b, "small", || {
             m.handle_client_input(now, queries.clone()).expect("client");
             drain(&mut m);
-            m.handle_server_input(now, responses.clone())
+            m.handle_server_input(now, ServerId(0), responses.clone())
                 .expect("server");
             drain(&mut m);
         });
@@ -104,7 +104,8 @@ fn main() {
     c.bench_function("transfer/relay_1mib_data_row_in_64kib_reads", |b| {
         figures.time(b, "large", || {
             for read in &reads {
-                m.handle_server_input(now, read.clone()).expect("server");
+                m.handle_server_input(now, ServerId(0), read.clone())
+                    .expect("server");
                 drain(&mut m);
             }
         });

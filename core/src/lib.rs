@@ -29,18 +29,19 @@
 //! ```
 //! use bytes::Bytes;
 //! use weir::time::Instant;
-//! use weir::transfer::{message::build_startup_message, Config, Machine, Output, Peer, Transmit};
+//! use weir::transfer::{message::build_startup_message, Config, Machine, Output, Peer, ServerId, Transmit};
 //!
 //! let now = Instant::ZERO;
-//! let mut session = Machine::new(Config::default());
+//! let mut session = Machine::new(Config::default(), ServerId(0));
 //! session.handle_client_input(now, build_startup_message([("user", "ada")], 10_000).unwrap()).unwrap();
 //! // The server greets: AuthenticationOk, BackendKeyData, ReadyForQuery (idle).
 //! let greeting = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\0\x07\0\0\0\x2aZ\0\0\0\x05I";
-//! session.handle_server_input(now, Bytes::from_static(greeting)).unwrap();
+//! session.handle_server_input(now, ServerId(0), Bytes::from_static(greeting)).unwrap();
 //! while session.poll_output().is_some() {}
-//! // Idle is a safe point: asking for a transfer sends the state query at once.
-//! session.request_transfer(now, "key").unwrap();
-//! assert!(matches!(session.poll_output(), Some(Output::Transmit(Transmit { to: Peer::Server, .. }))));
+//! // Idle is a safe point: asking for a move to server 1 sends the state query to 0 at once.
+//! session.request_transfer(now, "key", ServerId(1)).unwrap();
+//! let to = Peer::Server(ServerId(0));
+//! assert!(matches!(session.poll_output(), Some(Output::Transmit(Transmit { to: t, .. })) if t == to));
 //! ```
 //!
 //! [`frontier`]: the high-water timestamp over many key spans, and checkpoints that survive a

@@ -269,11 +269,14 @@ proptest! {
 
 #[test]
 fn a_hundred_megabyte_data_row_passes_in_pieces() {
-    let mut m = Machine::new(weir::transfer::Config::default());
+    let mut m = Machine::new(
+        weir::transfer::Config::default(),
+        weir::transfer::ServerId(0),
+    );
     let now = weir::time::Instant::ZERO;
     let startup = weir::transfer::message::build_startup_message([("user", "a")], 100).unwrap();
     m.handle_client_input(now, startup).unwrap();
-    m.handle_server_input(now, Bytes::from(greeting(1)))
+    m.handle_server_input(now, weir::transfer::ServerId(0), Bytes::from(greeting(1)))
         .unwrap();
     m.handle_client_input(now, Bytes::from(query("SELECT big")))
         .unwrap();
@@ -281,11 +284,13 @@ fn a_hundred_megabyte_data_row_passes_in_pieces() {
     let len: u32 = 100 << 20;
     let mut head = vec![b'D'];
     head.extend_from_slice(&(len + 4).to_be_bytes());
-    m.handle_server_input(now, Bytes::from(head)).unwrap();
+    m.handle_server_input(now, weir::transfer::ServerId(0), Bytes::from(head))
+        .unwrap();
     let chunk = Bytes::from(vec![7u8; 1 << 20]);
     let mut relayed = 0;
     for _ in 0..100 {
-        m.handle_server_input(now, chunk.clone()).unwrap();
+        m.handle_server_input(now, weir::transfer::ServerId(0), chunk.clone())
+            .unwrap();
         assert!(m.buffered_len() <= 5, "nothing of the row is buffered");
         while let Some(out) = m.poll_output() {
             if let Output::Transmit(t) = out {
@@ -296,6 +301,7 @@ fn a_hundred_megabyte_data_row_passes_in_pieces() {
     assert_eq!(relayed, (100 << 20) + 5);
     m.handle_server_input(
         now,
+        weir::transfer::ServerId(0),
         Bytes::from([command_complete("SELECT 1"), ready(b'I')].concat()),
     )
     .unwrap();

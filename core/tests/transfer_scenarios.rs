@@ -8,7 +8,8 @@ use bytes::Bytes;
 use transfer_support::*;
 use weir::transfer::message::build_query;
 use weir::transfer::{
-    CloseReason, Config, Dialect, Error, Failure, Output, TransferResult, STATE_COLUMNS,
+    CloseReason, Config, Dialect, Failure, Output, ServerId, TransferError, TransferResult,
+    STATE_COLUMNS,
 };
 
 const KEY: &str = "key-1";
@@ -30,7 +31,7 @@ fn success_moves_the_session_and_its_cancel_key() {
     h.advance(Duration::from_millis(3));
     h.server(&state_response(KEY));
     let params = h.events.iter().find_map(|e| match e {
-        Output::DialNewServer { params } => Some(params.clone()),
+        Output::DialNewServer { server, params } if *server == ServerId(1) => Some(params.clone()),
         _ => None,
     });
     let expected: Vec<(String, String)> = vec![
@@ -59,7 +60,7 @@ fn success_moves_the_session_and_its_cancel_key() {
     assert_eq!(outcome.key, KEY);
     assert_eq!(outcome.latency, Duration::from_millis(5));
     assert_eq!(outcome.suspended, Duration::from_millis(5));
-    assert!(h.events.contains(&Output::CloseOldServer));
+    assert!(h.events.contains(&Output::CloseOldServer(ServerId(0))));
     // The old server got a polite Terminate after the state query.
     assert!(h.servers[0].ends_with(b"X\0\0\0\x04"));
     assert!(!h.m.is_transferring());
@@ -84,7 +85,7 @@ fn success_moves_the_session_and_its_cancel_key() {
         (m.attempted, m.success, m.error_fatal, m.error_recoverable),
         (1, 1, 0, 0)
     );
-    assert_eq!(m.latency_us.count, 1);
+    assert_eq!(m.latency_ns.count, 1);
     assert_eq!(m.response_bytes.count, 1);
     assert!(h.m.at_safe_point());
 }
@@ -134,12 +135,12 @@ fn error_response_while_waiting_is_fatal() {
     );
     assert!(h.events.iter().any(|e| matches!(
         e,
-        Output::CloseClient(CloseReason::TransferFatal(Failure::AmbiguousError(_)))
+        Output::Closed(CloseReason::TransferFatal(Failure::AmbiguousError(_)))
     )));
     assert!(h.m.is_closed());
     assert_eq!(
         h.m.handle_client_input(h.now, Bytes::from_static(b"x")),
-        Err(Error::Closed)
+        Err(TransferError::Closed)
     );
     assert_eq!(h.m.metrics().error_fatal, 1);
 }
@@ -237,19 +238,19 @@ fn dial_failure_is_recoverable() {
     h.request(KEY);
     h.server(&state_response(KEY));
     h.client(&query("SELECT 1"));
-    h.m.handle_new_server_failed(h.now, "connection refused")
+    h.m.handle_new_server_failed(h.now, ServerId(1), "connection refused")
         .unwrap();
     h.drain();
     assert_eq!(
         h.recoverable(),
         Some(Failure::DialFailed("connection refused".into()))
     );
-    assert!(h.events.contains(&Output::CloseNewServer));
+    assert!(h.events.contains(&Output::CloseNewServer(ServerId(1))));
     assert!(h.servers[0].ends_with(&query("SELECT 1")));
     h.assert_client_stream_intact();
     assert_eq!(
-        h.m.handle_new_server_connected(h.now),
-        Err(Error::NoNewServer)
+        h.m.handle_new_server_connected(h.now, ServerId(1)),
+        Err(TransferError::NoNewServer)
     );
 }
 
@@ -274,7 +275,7 @@ fn token_rejection_is_recoverable() {
             "{:?}",
             h.last_result()
         );
-        assert!(h.events.contains(&Output::CloseNewServer));
+        assert!(h.events.contains(&Output::CloseNewServer(ServerId(1))));
         assert_eq!(h.m.cancel_keys().server.map(|k| k.process_id), Some(7));
         // The session continues on the old server.
         h.client(&query("SELECT 1"));
@@ -336,7 +337,7 @@ fn deadline_after_the_state_response_is_recoverable() {
         h.advance(Duration::from_secs(15));
         h.timeout();
         assert_eq!(h.recoverable(), Some(Failure::Timeout));
-        assert!(h.events.contains(&Output::CloseNewServer));
+        assert!(h.events.contains(&Output::CloseNewServer(ServerId(1))));
     }
 }
 
@@ -576,7 +577,7 @@ fn held_client_bytes_are_bounded() {
             .unwrap_err();
     assert_eq!(
         err,
-        Error::HeldClientBytesFull {
+        TransferError::HeldClientBytesFull {
             held: 20,
             offered: 20,
             limit: 32
@@ -594,7 +595,8 @@ fn late_old_server_bytes_during_the_dial() {
     h.server(&state_response(KEY));
     h.server(&notice("late"));
     assert!(h.to_client.is_empty());
-    h.m.handle_new_server_failed(h.now, "down").unwrap();
+    h.m.handle_new_server_failed(h.now, ServerId(1), "down")
+        .unwrap();
     h.drain();
     assert_eq!(h.to_client, notice("late"));
 
@@ -629,35 +631,43 @@ fn late_old_server_bytes_during_the_dial() {
 fn misuse_is_refused_without_effect() {
     let mut h = Harness::new();
     assert_eq!(
-        h.m.request_transfer(h.now, "bad'key"),
-        Err(Error::InvalidTransferKey { max: 128 })
+        h.m.request_transfer(h.now, "bad'key", ServerId(1)),
+        Err(TransferError::InvalidTransferKey { max: 128 })
     );
     assert_eq!(
-        h.m.request_transfer(h.now, ""),
-        Err(Error::InvalidTransferKey { max: 128 })
+        h.m.request_transfer(h.now, "", ServerId(1)),
+        Err(TransferError::InvalidTransferKey { max: 128 })
     );
     assert_eq!(
-        h.m.handle_new_server_connected(h.now),
-        Err(Error::NoNewServer)
+        h.m.handle_new_server_connected(h.now, ServerId(1)),
+        Err(TransferError::NoNewServer)
     );
     assert_eq!(
-        h.m.handle_new_server_input(h.now, Bytes::new()),
-        Err(Error::NoNewServer)
+        h.m.handle_server_input(h.now, ServerId(1), Bytes::new()),
+        Err(TransferError::UnknownServer(ServerId(1)))
+    );
+    assert_eq!(
+        h.m.request_transfer(h.now, KEY, ServerId(0)),
+        Err(TransferError::UnknownServer(ServerId(0)))
     );
     h.request(KEY);
     assert_eq!(
-        h.m.request_transfer(h.now, KEY),
-        Err(Error::TransferInProgress)
+        h.m.request_transfer(h.now, KEY, ServerId(1)),
+        Err(TransferError::TransferInProgress)
     );
     h.server(&state_response(KEY));
     assert_eq!(
-        h.m.handle_new_server_input(h.now, Bytes::new()),
-        Err(Error::NewServerNotConnected)
+        h.m.handle_server_input(h.now, ServerId(1), Bytes::new()),
+        Err(TransferError::NewServerNotConnected)
+    );
+    assert_eq!(
+        h.m.handle_server_input(h.now, ServerId(2), Bytes::new()),
+        Err(TransferError::UnknownServer(ServerId(2)))
     );
     h.connected();
     assert_eq!(
-        h.m.handle_new_server_connected(h.now),
-        Err(Error::NewServerAlreadyConnected)
+        h.m.handle_new_server_connected(h.now, ServerId(1)),
+        Err(TransferError::NewServerAlreadyConnected)
     );
     assert_eq!(h.m.metrics().attempted, 1);
 }
@@ -665,22 +675,22 @@ fn misuse_is_refused_without_effect() {
 #[test]
 fn startup_phase_cases() {
     // CancelRequest: reported for routing, never forwarded.
-    let mut m = weir::transfer::Machine::new(Config::default());
+    let mut m = weir::transfer::Machine::new(Config::default(), ServerId(0));
     let cancel = [0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 7, 0, 0, 0, 42];
     m.handle_client_input(weir::time::Instant::ZERO, Bytes::copy_from_slice(&cancel))
         .unwrap();
     let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
     assert!(matches!(&outputs[0], Output::CancelRequest(k) if k.process_id == 7));
-    assert_eq!(outputs[1], Output::CloseClient(CloseReason::CancelRequest));
+    assert_eq!(outputs[1], Output::Closed(CloseReason::CancelRequest));
 
     // SSLRequest answered N passes through; answered S closes (encryption is the adapter's).
     for (answer, closes) in [(b'N', false), (b'S', true)] {
-        let mut m = weir::transfer::Machine::new(Config::default());
+        let mut m = weir::transfer::Machine::new(Config::default(), ServerId(0));
         let ssl = [0, 0, 0, 8, 4, 210, 22, 47];
         let now = weir::time::Instant::ZERO;
         m.handle_client_input(now, Bytes::copy_from_slice(&ssl))
             .unwrap();
-        m.handle_server_input(now, Bytes::copy_from_slice(&[answer]))
+        m.handle_server_input(now, ServerId(0), Bytes::copy_from_slice(&[answer]))
             .unwrap();
         let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
         assert_eq!(m.is_closed(), closes);
@@ -690,7 +700,7 @@ fn startup_phase_cases() {
     }
 
     // A client that brings its own revival token is refused.
-    let mut m = weir::transfer::Machine::new(Config::default());
+    let mut m = weir::transfer::Machine::new(Config::default(), ServerId(0));
     let startup = weir::transfer::message::build_startup_message(
         [
             ("user", "mallory"),
@@ -703,19 +713,20 @@ fn startup_phase_cases() {
         .unwrap();
     assert_eq!(
         m.poll_output(),
-        Some(Output::CloseClient(CloseReason::ClientSentRevivalToken))
+        Some(Output::Closed(CloseReason::ClientSentRevivalToken))
     );
 
     // A transfer requested during startup waits for the first ReadyForQuery.
     let mut h = Harness::new();
-    let mut m = weir::transfer::Machine::new(Config::default());
+    let mut m = weir::transfer::Machine::new(Config::default(), ServerId(0));
     let startup =
         weir::transfer::message::build_startup_message([("user", "alice")], 10_000).unwrap();
     m.handle_client_input(h.now, startup).unwrap();
-    m.request_transfer(h.now, KEY).unwrap();
-    m.handle_server_input(h.now, Bytes::from(auth(0))).unwrap();
+    m.request_transfer(h.now, KEY, ServerId(1)).unwrap();
+    m.handle_server_input(h.now, ServerId(0), Bytes::from(auth(0)))
+        .unwrap();
     while m.poll_output().is_some() {}
-    m.handle_server_input(h.now, Bytes::from(ready(b'I')))
+    m.handle_server_input(h.now, ServerId(0), Bytes::from(ready(b'I')))
         .unwrap();
     let outputs: Vec<_> = std::iter::from_fn(|| m.poll_output()).collect();
     assert!(outputs
@@ -823,11 +834,11 @@ fn started_server_gets_the_token_in_its_query_and_the_old_server_is_released() {
 
     assert_eq!(h.last_result(), Some(TransferResult::Success));
     let released = h.events.iter().find_map(|e| match e {
-        Output::ReleaseOldServer { key } => Some(key.clone()),
+        Output::ReleaseOldServer { server, key } if *server == ServerId(0) => Some(key.clone()),
         _ => None,
     });
     assert_eq!(released.flatten().map(|k| k.process_id), Some(7));
-    assert!(!h.events.contains(&Output::CloseOldServer));
+    assert!(!h.events.contains(&Output::CloseOldServer(ServerId(0))));
     // No Terminate: the state query is the last thing the old server got.
     assert!(h.servers[0].ends_with(&state_query()));
     assert_eq!(h.m.cancel_keys().server.map(|k| k.process_id), Some(11));
@@ -847,8 +858,8 @@ fn started_server_is_refused_without_a_query_for_it() {
         secret: vec![1, 2, 3, 4],
     };
     assert_eq!(
-        h.m.handle_new_server_started(h.now, Some(key)),
-        Err(Error::NoStartedServerQuery)
+        h.m.handle_new_server_started(h.now, ServerId(1), Some(key)),
+        Err(TransferError::NoStartedServerQuery)
     );
     // Unchanged: a dialled server still completes the transfer.
     assert!(h.new_server.is_empty());
@@ -865,8 +876,8 @@ fn started_server_after_a_dial_is_refused() {
     h.server(&state_response(KEY));
     h.connected();
     assert_eq!(
-        h.m.handle_new_server_started(h.now, None),
-        Err(Error::NewServerAlreadyConnected)
+        h.m.handle_new_server_started(h.now, ServerId(1), None),
+        Err(TransferError::NewServerAlreadyConnected)
     );
 }
 
@@ -879,7 +890,7 @@ fn old_server_that_spoke_after_the_state_query_is_closed_not_released() {
     h.started(11);
     h.new_server_bytes(&deserialize_response(b"t"));
     assert_eq!(h.last_result(), Some(TransferResult::Success));
-    assert!(h.events.contains(&Output::CloseOldServer));
+    assert!(h.events.contains(&Output::CloseOldServer(ServerId(0))));
     assert!(!h
         .events
         .iter()
@@ -891,5 +902,5 @@ fn old_server_that_spoke_after_the_state_query_is_closed_not_released() {
 fn reuse_is_off_by_default() {
     let mut h = Harness::new();
     h.transfer_successfully(KEY);
-    assert!(h.events.contains(&Output::CloseOldServer));
+    assert!(h.events.contains(&Output::CloseOldServer(ServerId(0))));
 }

@@ -1,17 +1,19 @@
 //! The migration machine under arbitrary client, server and new-server bytes interleaved with
 //! transfer requests, dial results (dialled or already started servers) and timeouts, with and
-//! without reuse of old servers: no panic, a server released only when reuse is on, bounded memory, the client stream
-//! relayed to servers is always a prefix of what the client sent, and the transfer counters add
-//! up.
+//! without reuse of old servers: no panic, a server released only when reuse is on, bounded
+//! memory, `Output::Closed` at most once and last (later calls refused as closed), the client
+//! stream relayed to servers is always a prefix of what the client sent, and the transfer
+//! counters add up.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use weir::error::{ErrorKind, Kind};
 use weir::time::Instant;
 use weir::transfer::message::build_startup_message;
 use weir::transfer::message::BackendKey;
-use weir::transfer::{Config, Dialect, Machine, Output, Source, STATE_COLUMNS};
+use weir::transfer::{Config, Dialect, Machine, Output, ServerId, Source, STATE_COLUMNS};
 
 /// A server message built from parts, so that the fuzzer reaches deep states quickly.
 #[derive(Debug, Arbitrary)]
@@ -142,7 +144,10 @@ fuzz_target!(|input: Input| {
         + config.max_transfer_response_len as usize
         + config.framer.max_startup_len as usize
         + 3 * config.max_small_message_len as usize;
-    let mut m = Machine::new(config);
+    let mut m = Machine::new(config, ServerId(0));
+    // The id of the last transfer's new server.
+    let mut new_server = ServerId(1);
+    let mut closed = false;
     let mut now = Instant::from_secs(1);
     let mut sent = Vec::new();
     let mut relayed = Vec::new();
@@ -166,10 +171,10 @@ fuzz_target!(|input: Input| {
             Op::ClientSync => client(&mut m, msg(b'S', b"")),
             Op::ClientParse => client(&mut m, msg(b'P', b"\0SELECT 1\0\0\0")),
             Op::Server(msg) => {
-                let _ = m.handle_server_input(now, Bytes::from(render(&msg, &key)));
+                let _ = m.handle_server_input(now, m.server(), Bytes::from(render(&msg, &key)));
             }
             Op::NewServer(msg) => {
-                let _ = m.handle_new_server_input(now, Bytes::from(render(&msg, &key)));
+                let _ = m.handle_server_input(now, new_server, Bytes::from(render(&msg, &key)));
             }
             Op::Split(data, at) => {
                 let at = usize::from(at).min(data.len());
@@ -181,20 +186,21 @@ fuzz_target!(|input: Input| {
                 if fresh {
                     keys += 1;
                 }
-                let _ = m.request_transfer(now, &format!("k{keys}"));
+                new_server = ServerId(m.server().0 + 1);
+                let _ = m.request_transfer(now, &format!("k{keys}"), new_server);
             }
             Op::Connected => {
-                let _ = m.handle_new_server_connected(now);
+                let _ = m.handle_new_server_connected(now, new_server);
             }
             Op::Started(pid) => {
                 let key = pid.map(|process_id| BackendKey {
                     process_id,
                     secret: vec![0, 0, 0, 1],
                 });
-                let _ = m.handle_new_server_started(now, key);
+                let _ = m.handle_new_server_started(now, new_server, key);
             }
             Op::Failed => {
-                let _ = m.handle_new_server_failed(now, "fuzz");
+                let _ = m.handle_new_server_failed(now, new_server, "fuzz");
             }
             Op::Advance(ms) => {
                 now = now + core::time::Duration::from_millis(u64::from(ms) * 16);
@@ -202,13 +208,22 @@ fuzz_target!(|input: Input| {
             }
         }
         while let Some(out) = m.poll_output() {
+            assert!(!closed, "an output after Output::Closed");
             match out {
                 Output::Transmit(t) if t.source == Source::Client => {
                     relayed.extend_from_slice(&t.data)
                 }
                 Output::ReleaseOldServer { .. } => assert!(reuse),
+                Output::Closed(_) => closed = true,
                 _ => {}
             }
+        }
+        assert_eq!(closed, m.is_closed());
+        if closed {
+            m.handle_timeout(now);
+            assert_eq!(m.poll_output(), None);
+            let refused = m.handle_client_input(now, Bytes::from_static(b"x"));
+            assert_eq!(refused.map_err(|e| e.kind()), Err(ErrorKind::Closed));
         }
         assert!(relayed.len() <= sent.len());
         assert_eq!(&relayed[..], &sent[..relayed.len()]);

@@ -15,7 +15,7 @@ pub struct Config {
     /// Default 15 s (CockroachDB's).
     pub transfer_timeout: Duration,
     /// Client bytes held while a transfer runs. Past it, `handle_client_input` refuses input with
-    /// [`super::Error::HeldClientBytesFull`]. Default 1 MiB.
+    /// [`super::TransferError::HeldClientBytesFull`]. Default 1 MiB.
     pub max_held_client_bytes: usize,
     /// Old-server bytes held while the new server is being set up (late notices); they reach
     /// the client if the transfer fails and are discarded (and counted) if it succeeds. Past

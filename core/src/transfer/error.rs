@@ -1,16 +1,20 @@
 //! Errors of the transfer module, in the three classes of the sans-IO contract.
 //!
-//! - [`Error`]: a local misuse; the call returns it and the machine is unchanged.
+//! - [`TransferError`]: the call was refused and the machine is unchanged; its
+//!   [`Kind`](crate::error::Kind) says whether it was a misuse, a full buffer or a closed machine.
 //! - [`FrameError`] and [`ParseError`]: a peer broke the wire protocol; the machine closes the
 //!   client with a [`CloseReason`] that carries them.
 //! - [`Failure`]: why a transfer did not succeed, reported in the transfer outcome.
 
 use alloc::string::String;
 
-/// A misuse of the machine by its caller. The call had no effect.
+use super::output::ServerId;
+use crate::error::{ErrorKind, Kind};
+
+/// Why a call to a [`super::Machine`] was refused. The call had no effect.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum TransferError {
     /// The session is over; the machine accepts no more input.
     #[error("the session is closed")]
     Closed,
@@ -34,6 +38,10 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// An input named a server that is neither the session's nor the running transfer's new
+    /// one (or the transfer's new server was given the id of the session's current server).
+    #[error("server {} is not a connection of this session", .0 .0)]
+    UnknownServer(ServerId),
     /// An input about the new server arrived while no new server was being dialled.
     #[error("no new server is being dialled")]
     NoNewServer,
@@ -47,6 +55,16 @@ pub enum Error {
     /// token to one (`Dialect::started_server_query_template` is `None`).
     #[error("the dialect cannot carry a revival token to an already started server")]
     NoStartedServerQuery,
+}
+
+impl Kind for TransferError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TransferError::Closed => ErrorKind::Closed,
+            TransferError::HeldClientBytesFull { .. } => ErrorKind::Limit,
+            _ => ErrorKind::Usage,
+        }
+    }
 }
 
 /// A violation of the pgwire framing rules.

@@ -7,14 +7,14 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use super::config::Config;
-use super::error::{CloseReason, Error, Failure};
+use super::error::{CloseReason, Failure, TransferError};
 use super::frame::{Frame, Framer, Side};
 use super::message::{parse_ready_for_query, BackendKey, StartupPacket};
 use super::metrics::Metrics;
 use super::migration::{Step, Transfer};
-use super::output::{CancelKeys, Output, Peer, Source, Transmit};
+use super::output::{CancelKeys, Output, Peer, ServerId, Source, Transmit};
 use super::safepoint::SafePoint;
-use crate::time::Instant;
+use crate::time::{Instant, Monotonic};
 
 /// The longest transfer key accepted.
 pub const MAX_TRANSFER_KEY_LEN: usize = 128;
@@ -46,6 +46,8 @@ pub(super) enum Progress {
 pub struct Machine {
     pub(super) config: Config,
     pub(super) phase: Phase,
+    /// The server the session is on.
+    pub(super) server_id: ServerId,
     pub(super) client: Framer,
     pub(super) server: Framer,
     pub(super) session: SafePoint,
@@ -58,13 +60,15 @@ pub struct Machine {
     pub(super) replay_server: VecDeque<Bytes>,
     pub(super) outputs: VecDeque<Output>,
     pub(super) metrics: Metrics,
+    pub(super) clock: Monotonic,
 }
 
 impl Machine {
-    /// A machine for a client that has just connected to its first server: the next client
-    /// bytes are its startup packets.
-    pub fn new(config: Config) -> Machine {
+    /// A machine for a client that has just connected to its first server, which the caller
+    /// names `server`: the next client bytes are its startup packets.
+    pub fn new(config: Config, server: ServerId) -> Machine {
         Machine {
+            server_id: server,
             client: Framer::new(Side::Frontend, config.framer),
             server: Framer::new(Side::Backend, config.framer),
             config,
@@ -78,56 +82,81 @@ impl Machine {
             replay_server: VecDeque::new(),
             outputs: VecDeque::new(),
             metrics: Metrics::default(),
+            clock: Monotonic::default(),
         }
     }
 
     /// Bytes the client sent. While a transfer runs they are held (up to
-    /// `Config::max_held_client_bytes`, else [`Error::HeldClientBytesFull`] and nothing is
+    /// `Config::max_held_client_bytes`, else [`TransferError::HeldClientBytesFull`] and nothing is
     /// taken) and later relayed, once, to whichever server the session ends on.
-    pub fn handle_client_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
+    pub fn handle_client_input(&mut self, now: Instant, data: Bytes) -> Result<(), TransferError> {
         if self.phase == Phase::Closed {
-            return Err(Error::Closed);
+            return Err(TransferError::Closed);
         }
         if let Some(t) = self.transfer.as_mut() {
             if t.step != Step::WaitSafePoint {
                 t.hold_client(data, self.config.max_held_client_bytes)?;
+                self.clock.observe(now);
                 return Ok(());
             }
         }
+        let now = self.clock.observe(now);
         self.client_bytes(now, data);
         self.drain(now);
         Ok(())
     }
 
-    /// Bytes the current server sent.
-    pub fn handle_server_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
+    /// Bytes that `server` sent: the server the session is on, or the new server of a running
+    /// transfer once it was reported connected (or started). Any other id is
+    /// [`TransferError::UnknownServer`].
+    pub fn handle_server_input(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
         if self.phase == Phase::Closed {
-            return Err(Error::Closed);
+            return Err(TransferError::Closed);
         }
+        if server != self.server_id {
+            return self.handle_new_server_input(now, server, data);
+        }
+        let now = self.clock.observe(now);
         self.server_bytes(now, data);
         self.drain(now);
         Ok(())
     }
 
-    /// Move the session to a new server, identified in the state query by `key` (which the
-    /// caller makes unpredictable). The transfer starts at the next safe point, which may be
-    /// now, and ends in an [`Output::Outcome`] within `Config::transfer_timeout`.
-    pub fn request_transfer(&mut self, now: Instant, key: &str) -> Result<(), Error> {
+    /// Move the session to a new server, which the caller names `to` (an id other than the
+    /// current server's), identified in the state query by `key` (which the caller makes
+    /// unpredictable). The transfer starts at the next safe point, which may be now, and ends
+    /// in an [`Output::Outcome`] within `Config::transfer_timeout`.
+    pub fn request_transfer(
+        &mut self,
+        now: Instant,
+        key: &str,
+        to: ServerId,
+    ) -> Result<(), TransferError> {
         if self.phase == Phase::Closed {
-            return Err(Error::Closed);
+            return Err(TransferError::Closed);
         }
         if self.transfer.is_some() {
-            return Err(Error::TransferInProgress);
+            return Err(TransferError::TransferInProgress);
+        }
+        if to == self.server_id {
+            return Err(TransferError::UnknownServer(to));
         }
         let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
         if key.is_empty() || key.len() > MAX_TRANSFER_KEY_LEN || !key.chars().all(valid) {
-            return Err(Error::InvalidTransferKey {
+            return Err(TransferError::InvalidTransferKey {
                 max: MAX_TRANSFER_KEY_LEN,
             });
         }
+        let now = self.clock.observe(now);
         self.metrics.attempted += 1;
         self.transfer = Some(Transfer::new(
             key.into(),
+            to,
             now,
             now + self.config.transfer_timeout,
         ));
@@ -141,6 +170,7 @@ impl Machine {
     /// Advance time: a transfer past its deadline fails (fatally if the state query is
     /// outstanding, recoverably otherwise).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
         let Some(t) = self.transfer.as_ref() else {
             return;
         };
@@ -166,24 +196,29 @@ impl Machine {
         self.transfer.as_ref().map(|t| t.deadline)
     }
 
-    /// Counters and histograms.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// Counters and histograms, as of now.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// The cancel key the client knows and the one the current server expects. An adapter that
     /// receives a CancelRequest carrying `client` sends [`super::message::build_cancel_request`]
     /// of `server` to the current server.
-    pub fn cancel_keys(&self) -> CancelKeys<'_> {
+    pub fn cancel_keys(&self) -> CancelKeys {
         CancelKeys {
-            client: self.client_key.as_ref(),
-            server: self.server_key.as_ref(),
+            client: self.client_key.clone(),
+            server: self.server_key.clone(),
         }
     }
 
     /// The parameters of the client's StartupMessage, in wire order.
-    pub fn startup_params(&self) -> &[(String, String)] {
-        &self.startup_params
+    pub fn startup_params(&self) -> Vec<(String, String)> {
+        self.startup_params.clone()
+    }
+
+    /// The server the session is on now.
+    pub fn server(&self) -> ServerId {
+        self.server_id
     }
 
     /// Whether the session could move right now.
@@ -259,7 +294,7 @@ impl Machine {
                 Ok(Some(Frame::Part { .. } | Frame::EncryptionAnswer(_))) => continue,
                 Ok(Some(Frame::Startup { body })) => body,
                 Err(e) => {
-                    self.relay_run(Peer::Server, &data, run, before);
+                    self.relay_run(Peer::Server(self.server_id), &data, run, before);
                     self.close(now, CloseReason::ClientProtocol(e));
                     return;
                 }
@@ -271,7 +306,7 @@ impl Machine {
                     return;
                 }
                 Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
-                    self.transmit(Peer::Server, Source::Client, raw);
+                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
                     self.server.expect_encryption_answer();
                 }
                 Ok(StartupPacket::CancelRequest(key)) => {
@@ -288,14 +323,14 @@ impl Machine {
                         return;
                     }
                     self.startup_params = params;
-                    self.transmit(Peer::Server, Source::Client, raw);
+                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
                 }
             }
             if framer.is_typed() {
                 run = Some(pos);
             }
         }
-        self.relay_run(Peer::Server, &data, run, pos);
+        self.relay_run(Peer::Server(self.server_id), &data, run, pos);
         self.client = framer;
     }
 
@@ -424,13 +459,13 @@ impl Machine {
             };
             self.metrics.error_fatal += 1;
             if t.new_server.is_some() {
-                self.outputs.push_back(Output::CloseNewServer);
+                self.outputs.push_back(Output::CloseNewServer(t.to));
             }
             let outcome = t.outcome(now, super::output::TransferResult::Fatal(failure));
-            self.metrics.record_latency(outcome.latency);
+            self.metrics.latency_ns.record_duration(outcome.latency);
             self.outputs.push_back(Output::Outcome(outcome));
         }
-        self.outputs.push_back(Output::CloseClient(reason));
+        self.outputs.push_back(Output::Closed(reason));
         self.phase = Phase::Closed;
     }
 }

@@ -8,14 +8,14 @@ use core::time::Duration;
 use bytes::Bytes;
 
 use super::dialect::STATE_COLUMNS;
-use super::error::{CloseReason, Error, Failure};
+use super::error::{CloseReason, Failure, TransferError};
 use super::frame::{header, Frame, Framer, Side};
 use super::machine::{Machine, Progress};
 use super::message::{
     build_query, error_summary, parse_command_complete, parse_ready_for_query, BackendKey, DataRow,
     RowDescription, TransactionStatus,
 };
-use super::output::{Output, Peer, Source, TransferOutcome, TransferResult};
+use super::output::{Output, Peer, ServerId, Source, TransferOutcome, TransferResult};
 use crate::time::Instant;
 
 /// The next message a response must bring.
@@ -60,6 +60,8 @@ pub(super) struct NewServer {
 #[derive(Debug)]
 pub(super) struct Transfer {
     key: String,
+    /// The caller's id for the new server.
+    pub(super) to: ServerId,
     requested_at: Instant,
     /// When the state query went out, once it has.
     suspended_at: Option<Instant>,
@@ -79,9 +81,10 @@ pub(super) struct Transfer {
 }
 
 impl Transfer {
-    pub(super) fn new(key: String, now: Instant, deadline: Instant) -> Transfer {
+    pub(super) fn new(key: String, to: ServerId, now: Instant, deadline: Instant) -> Transfer {
         Transfer {
             key,
+            to,
             requested_at: now,
             suspended_at: None,
             deadline,
@@ -98,10 +101,10 @@ impl Transfer {
         }
     }
 
-    pub(super) fn hold_client(&mut self, data: Bytes, limit: usize) -> Result<(), Error> {
+    pub(super) fn hold_client(&mut self, data: Bytes, limit: usize) -> Result<(), TransferError> {
         let len = self.held_client_len.saturating_add(data.len());
         if len > limit {
-            return Err(Error::HeldClientBytesFull {
+            return Err(TransferError::HeldClientBytesFull {
                 held: self.held_client_len,
                 offered: data.len(),
                 limit,
@@ -174,7 +177,7 @@ impl Machine {
             Ok(query) => {
                 t.step = Step::State(Expect::RowDescription);
                 t.suspended_at = Some(now);
-                self.transmit(Peer::Server, Source::Machine, query);
+                self.transmit(Peer::Server(self.server_id), Source::Machine, query);
             }
             Err(e) => self.fail_recoverable(now, Failure::Parse(e)),
         }
@@ -347,7 +350,9 @@ impl Machine {
             framer: Some(Framer::new(Side::Backend, self.config.framer)),
             key: None,
         });
-        self.outputs.push_back(Output::DialNewServer { params });
+        let server = t.to;
+        self.outputs
+            .push_back(Output::DialNewServer { server, params });
     }
 
     fn set_step(&mut self, step: Step) {
@@ -380,10 +385,10 @@ impl Machine {
         };
         self.metrics.error_recoverable += 1;
         if t.new_server.is_some() {
-            self.outputs.push_back(Output::CloseNewServer);
+            self.outputs.push_back(Output::CloseNewServer(t.to));
         }
         let outcome = t.outcome(now, TransferResult::Recoverable(failure));
-        self.metrics.record_latency(outcome.latency);
+        self.metrics.latency_ns.record_duration(outcome.latency);
         self.outputs.push_back(Output::Outcome(outcome));
         self.replay_server.extend(t.held_server.drain(..));
         self.replay_client.extend(t.held_client.drain(..));

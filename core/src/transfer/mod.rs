@@ -4,21 +4,23 @@
 //! use bytes::Bytes;
 //! use weir::time::Instant;
 //! use weir::transfer::message::build_startup_message;
-//! use weir::transfer::{Config, Machine, Output, Peer, Transmit};
+//! use weir::transfer::{Config, Machine, Output, Peer, ServerId, Transmit};
 //!
 //! let now = Instant::from_secs(1);
-//! let mut m = Machine::new(Config::default());
+//! // The caller names every server connection; the first one is 0.
+//! let mut m = Machine::new(Config::default(), ServerId(0));
 //! let startup = build_startup_message([("user", "alice")], 10_000).unwrap();
 //! m.handle_client_input(now, startup).unwrap();
 //! // AuthenticationOk, BackendKeyData, ReadyForQuery (idle).
 //! let greeting = b"R\0\0\0\x08\0\0\0\0K\0\0\0\x0c\0\0\0\x07\0\0\0\x2aZ\0\0\0\x05I";
-//! m.handle_server_input(now, Bytes::from_static(greeting)).unwrap();
+//! m.handle_server_input(now, ServerId(0), Bytes::from_static(greeting)).unwrap();
 //! while m.poll_output().is_some() {}
 //!
-//! // The session is idle, so the state query goes out at once.
-//! m.request_transfer(now, "key1").unwrap();
+//! // Move to a server the caller will call 1. The session is idle, so the state query goes
+//! // out at once, to server 0.
+//! m.request_transfer(now, "key1", ServerId(1)).unwrap();
 //! match m.poll_output() {
-//!     Some(Output::Transmit(Transmit { to: Peer::Server, data, .. })) => {
+//!     Some(Output::Transmit(Transmit { to: Peer::Server(ServerId(0)), data, .. })) => {
 //!         assert_eq!(&data[5..], b"SHOW TRANSFER STATE WITH 'key1'\0");
 //!     }
 //!     other => panic!("unexpected {other:?}"),
@@ -66,34 +68,47 @@
 //!
 //! # Driving it
 //!
-//! An adapter owns the sockets (plaintext: it terminates TLS itself) and, after every input,
+//! An adapter owns the sockets (plaintext: it terminates TLS itself). A [`frontend::Frontend`]
+//! reads a new client's first packet (answering encryption requests `N`) and hands on its
+//! StartupMessage or CancelRequest. Every server connection has a [`ServerId`] the caller
+//! picks: one for the first server in [`Machine::new`], one for each transfer's new server in
+//! [`Machine::request_transfer`]. Outputs name the server they are about, and bytes from any
+//! server go to [`Machine::handle_server_input`] with its id. After every input the adapter
 //! drains [`Machine::poll_output`]:
 //!
 //! - [`Output::Transmit`]: write the bytes to that peer, in order.
 //! - [`Output::DialNewServer`]: connect, then call [`Machine::handle_new_server_connected`]
 //!   (or [`Machine::handle_new_server_failed`]); feed what it sends to
-//!   [`Machine::handle_new_server_input`]. Or offer a started connection with the same startup
+//!   [`Machine::handle_server_input`]. Or offer a started connection with the same startup
 //!   parameters with [`Machine::handle_new_server_started`].
-//! - [`Output::CloseOldServer`]: close the current server connection; the new one becomes
-//!   current, and its bytes go to [`Machine::handle_server_input`] from now on.
-//!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset and
-//!   kept for a later transfer.
-//! - [`Output::CloseNewServer`], [`Output::CloseClient`]: close those connections.
+//! - [`Output::CloseOldServer`]: close that server connection; the session is on the new one.
+//!   [`Output::ReleaseOldServer`] is the same, except that the old connection may be reset
+//!   with a [`reset::Reset`] and kept for a later transfer.
+//! - [`Output::CloseNewServer`]: close that connection; the session stays where it was.
+//! - [`Output::Closed`]: the session is over, close every connection. It is the last output.
 //! - [`Output::Outcome`]: log it; the counters are in [`Machine::metrics`].
 //!
 //! Then it arms a timer for [`Machine::poll_timeout`] and calls [`Machine::handle_timeout`]
 //! when it fires. An idle session has no deadline at all.
+//!
+//! Every machine here refuses a call only when the call changed nothing, with an error whose
+//! [`Kind`](crate::error::Kind) says why ([`TransferError`], [`frontend::FrontendError`],
+//! [`reset::ResetError`]); a peer that breaks the protocol ends the machine with one final
+//! output instead ([`Output::Closed`], [`frontend::FrontendOutput::Closed`],
+//! [`reset::ResetOutput::Failed`]).
 
 mod config;
 mod dialect;
 mod error;
 pub mod frame;
+pub mod frontend;
 mod machine;
 pub mod message;
 mod metrics;
 mod migration;
 mod new_server;
 mod output;
+pub mod reset;
 mod safepoint;
 
 pub use config::Config;
@@ -101,8 +116,10 @@ pub use dialect::{
     Dialect, KEY_PLACEHOLDER, POSTGRES_EMULATION_SQL, STATE_COLUMNS, STATE_PLACEHOLDER,
     TOKEN_PLACEHOLDER,
 };
-pub use error::{CloseReason, Error, Failure, FrameError, ParseError};
+pub use error::{CloseReason, Failure, FrameError, ParseError, TransferError};
 pub use machine::{Machine, MAX_TRANSFER_KEY_LEN};
-pub use metrics::{Histogram, Metrics};
-pub use output::{CancelKeys, Output, Peer, Source, TransferOutcome, TransferResult, Transmit};
+pub use metrics::Metrics;
+pub use output::{
+    CancelKeys, Output, Peer, ServerId, Source, TransferOutcome, TransferResult, Transmit,
+};
 pub use safepoint::SafePoint;

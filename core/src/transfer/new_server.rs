@@ -4,7 +4,7 @@ use alloc::string::ToString;
 
 use bytes::Bytes;
 
-use super::error::{Error, Failure};
+use super::error::{Failure, TransferError};
 use super::frame::{Frame, Framer};
 use super::machine::Machine;
 use super::message::{
@@ -12,7 +12,7 @@ use super::message::{
     parse_ready_for_query, Authentication, BackendKey, DataRow, RowDescription, TransactionStatus,
 };
 use super::migration::{Expect, Step};
-use super::output::{Output, Peer, Source, TransferResult};
+use super::output::{Output, Peer, ServerId, Source, TransferResult};
 use super::safepoint::SafePoint;
 use crate::time::Instant;
 
@@ -24,15 +24,19 @@ enum Next {
 }
 
 impl Machine {
-    /// The adapter connected to the new server asked for by [`Output::DialNewServer`]. The
-    /// machine writes the StartupMessage.
-    pub fn handle_new_server_connected(&mut self, now: Instant) -> Result<(), Error> {
-        let step = self.new_server_step()?;
+    /// The adapter connected to `server`, the new server asked for by
+    /// [`Output::DialNewServer`]. The machine writes the StartupMessage.
+    pub fn handle_new_server_connected(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+    ) -> Result<(), TransferError> {
+        let step = self.new_server_step(server)?;
         if step != Step::Dial {
-            return Err(Error::NewServerAlreadyConnected);
+            return Err(TransferError::NewServerAlreadyConnected);
         }
         let Some(t) = self.transfer.as_mut() else {
-            return Err(Error::NoNewServer);
+            return Err(TransferError::NoNewServer);
         };
         // The client's startup parameters plus the token: what DialNewServer announced.
         let token = (self.config.dialect.token_param.as_str(), t.token());
@@ -41,10 +45,11 @@ impl Machine {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .chain(core::iter::once(token));
+        let now = self.clock.observe(now);
         match build_startup_message(params, self.config.framer.max_startup_len as usize) {
             Ok(startup) => {
                 t.step = Step::Auth;
-                self.transmit(Peer::NewServer, Source::Machine, startup);
+                self.transmit(Peer::Server(server), Source::Machine, startup);
             }
             Err(e) => self.fail_recoverable(now, Failure::Parse(e)),
         }
@@ -52,7 +57,7 @@ impl Machine {
         Ok(())
     }
 
-    /// Instead of dialling, the adapter offers a connection that is already started, idle and
+    /// Instead of dialling, the adapter offers as `server` a connection that is already started, idle and
     /// reset (a server another session left, see [`Output::ReleaseOldServer`]), for the same
     /// user, database and startup parameters as this session, with `key` the BackendKeyData it
     /// sent when it started. The machine skips the startup and writes
@@ -61,28 +66,30 @@ impl Machine {
     pub fn handle_new_server_started(
         &mut self,
         now: Instant,
+        server: ServerId,
         key: Option<BackendKey>,
-    ) -> Result<(), Error> {
-        if self.new_server_step()? != Step::Dial {
-            return Err(Error::NewServerAlreadyConnected);
+    ) -> Result<(), TransferError> {
+        if self.new_server_step(server)? != Step::Dial {
+            return Err(TransferError::NewServerAlreadyConnected);
         }
         let Some(t) = self.transfer.as_mut() else {
-            return Err(Error::NoNewServer);
+            return Err(TransferError::NoNewServer);
         };
         let Some(sql) = self
             .config
             .dialect
             .started_server_query(t.state(), t.token())
         else {
-            return Err(Error::NoStartedServerQuery);
+            return Err(TransferError::NoStartedServerQuery);
         };
         if let Some(n) = t.new_server.as_mut() {
             n.key = key;
         }
+        let now = self.clock.observe(now);
         match build_query(&sql) {
             Ok(query) => {
                 t.step = Step::Deserialize(Expect::RowDescription);
-                self.transmit(Peer::NewServer, Source::Machine, query);
+                self.transmit(Peer::Server(server), Source::Machine, query);
             }
             Err(e) => self.fail_recoverable(now, Failure::Parse(e)),
         }
@@ -90,26 +97,42 @@ impl Machine {
         Ok(())
     }
 
-    /// The new server could not be reached, or its connection broke: the session stays on the
-    /// old server.
-    pub fn handle_new_server_failed(&mut self, now: Instant, reason: &str) -> Result<(), Error> {
-        self.new_server_step()?;
+    /// The new server `server` could not be reached, or its connection broke: the session
+    /// stays on the old server.
+    pub fn handle_new_server_failed(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        reason: &str,
+    ) -> Result<(), TransferError> {
+        self.new_server_step(server)?;
+        let now = self.clock.observe(now);
         self.fail_recoverable(now, Failure::DialFailed(reason.to_string()));
         self.drain(now);
         Ok(())
     }
 
-    /// Bytes the new server sent.
-    pub fn handle_new_server_input(&mut self, now: Instant, data: Bytes) -> Result<(), Error> {
-        if self.new_server_step()? == Step::Dial {
-            return Err(Error::NewServerNotConnected);
+    /// Bytes the new server `server` sent (see [`Machine::handle_server_input`]).
+    pub(super) fn handle_new_server_input(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
+        let step = match self.new_server_step(server) {
+            Err(TransferError::NoNewServer) => return Err(TransferError::UnknownServer(server)),
+            other => other?,
+        };
+        if step == Step::Dial {
+            return Err(TransferError::NewServerNotConnected);
         }
         let mut framer = self
             .transfer
             .as_mut()
             .and_then(|t| t.new_server.as_mut())
             .and_then(|n| n.framer.take())
-            .ok_or(Error::NoNewServer)?;
+            .ok_or(TransferError::NoNewServer)?;
+        let now = self.clock.observe(now);
         let small = self.config.max_small_message_len.saturating_sub(4);
         let mut pos = 0;
         loop {
@@ -146,13 +169,14 @@ impl Machine {
         Ok(())
     }
 
-    fn new_server_step(&self) -> Result<Step, Error> {
+    fn new_server_step(&self, server: ServerId) -> Result<Step, TransferError> {
         if self.is_closed() {
-            return Err(Error::Closed);
+            return Err(TransferError::Closed);
         }
         match self.transfer.as_ref() {
-            Some(t) if t.new_server.is_some() => Ok(t.step),
-            _ => Err(Error::NoNewServer),
+            Some(t) if t.new_server.is_some() && t.to == server => Ok(t.step),
+            Some(t) if t.new_server.is_some() => Err(TransferError::UnknownServer(server)),
+            _ => Err(TransferError::NoNewServer),
         }
     }
 
@@ -191,7 +215,8 @@ impl Machine {
                 match build_query(&sql) {
                     Ok(query) => {
                         t.step = Step::Deserialize(Expect::RowDescription);
-                        self.transmit(Peer::NewServer, Source::Machine, query);
+                        let to = t.to;
+                        self.transmit(Peer::Server(to), Source::Machine, query);
                         Next::Continue
                     }
                     Err(e) => failure(Failure::Parse(e)),
@@ -250,13 +275,16 @@ impl Machine {
         // Reusable only if the old server is exactly where the state query's ReadyForQuery
         // left it: nothing held, no partial message.
         let idle = t.held_server_len() == 0 && self.server.at_boundary();
+        let old = self.server_id;
         if self.config.reuse_old_server && idle {
             let key = self.server_key.clone();
-            self.outputs.push_back(Output::ReleaseOldServer { key });
+            self.outputs
+                .push_back(Output::ReleaseOldServer { server: old, key });
         } else {
-            self.transmit(Peer::Server, Source::Machine, build_terminate());
-            self.outputs.push_back(Output::CloseOldServer);
+            self.transmit(Peer::Server(old), Source::Machine, build_terminate());
+            self.outputs.push_back(Output::CloseOldServer(old));
         }
+        self.server_id = t.to;
         self.server = framer;
         if let Some(key) = t.new_server.take().and_then(|n| n.key) {
             self.server_key = Some(key);
@@ -268,7 +296,7 @@ impl Machine {
         self.metrics.success += 1;
         self.metrics.discarded_old_server_bytes += t.held_server_len() as u64;
         let outcome = t.outcome(now, TransferResult::Success);
-        self.metrics.record_latency(outcome.latency);
+        self.metrics.latency_ns.record_duration(outcome.latency);
         self.outputs.push_back(Output::Outcome(outcome));
         self.replay_client.extend(t.take_held_client());
     }

@@ -9,16 +9,22 @@ use bytes::Bytes;
 use super::error::{CloseReason, Failure};
 use super::message::BackendKey;
 
-/// One of the three connections the machine talks to.
+/// The caller's name for one server connection: it picks one for the first server in
+/// [`super::Machine::new`] and one for each transfer's new server in
+/// [`super::Machine::request_transfer`]. An id names the same connection for as long as the
+/// machine knows it, whatever moves happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ServerId(pub u64);
+
+/// A connection the machine talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Peer {
     /// The client.
     Client,
-    /// The server the session is on (after a successful transfer, the new one).
-    Server,
-    /// The server being set up during a transfer.
-    NewServer,
+    /// That server connection: the one the session is on, or a transfer's new one.
+    Server(ServerId),
 }
 
 /// Where the bytes of a [`Transmit`] come from. Adapters can ignore it; it lets tests and
@@ -74,35 +80,40 @@ pub struct TransferOutcome {
 /// An action for the caller, drained with [`super::Machine::poll_output`] in the order the
 /// machine produced them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Output {
     /// Write bytes to a peer.
     Transmit(Transmit),
-    /// Connect to a new server (TCP, and TLS if the adapter wants it) and report
+    /// Connect to the transfer's new server (TCP, and TLS if the adapter wants it) and report
     /// `handle_new_server_connected`; the machine then writes a StartupMessage with exactly
     /// these parameters, the revival token among them.
     DialNewServer {
+        /// The id the caller gave the new server in `request_transfer`.
+        server: ServerId,
         /// The client's startup parameters plus the revival token.
         params: Vec<(String, String)>,
     },
-    /// Close the connection to the server the session just left. From the next output on,
-    /// [`Peer::Server`] means the former new server.
-    CloseOldServer,
+    /// Close the connection to the server the session just left (a Terminate was written to
+    /// it). The session is on the transfer's new server now.
+    CloseOldServer(ServerId),
     /// Only with `Config::reuse_old_server`: the session left the old server, which is idle and
     /// at a message boundary (it answered the state query with ReadyForQuery `I` and sent
     /// nothing since). No Terminate was written: the adapter may reset the connection (for
     /// PostgreSQL, `DISCARD ALL`) and offer it to a later transfer through
-    /// `Machine::handle_new_server_started`, or close it. From the next output on,
-    /// [`Peer::Server`] means the former new server, as after [`Output::CloseOldServer`].
+    /// `Machine::handle_new_server_started`, or close it. The session is on the transfer's new
+    /// server now, as after [`Output::CloseOldServer`].
     ReleaseOldServer {
+        /// The released server; the machine forgets this id.
+        server: ServerId,
         /// The BackendKeyData of the released server, for routing CancelRequests to whichever
         /// session uses it next.
         key: Option<BackendKey>,
     },
-    /// Close the connection to the new server: the transfer failed.
-    CloseNewServer,
-    /// Close the client connection (and with it every server connection): the session is over.
-    CloseClient(CloseReason),
+    /// Close the connection to the transfer's new server: the transfer failed, the session
+    /// stays where it was.
+    CloseNewServer(ServerId),
+    /// The session is over: close the client connection and every server connection. Always
+    /// the last output; every later call returns [`super::TransferError::Closed`].
+    Closed(CloseReason),
     /// A transfer ended.
     Outcome(TransferOutcome),
     /// The client connection carried a CancelRequest for this key, which the machine does not
@@ -111,10 +122,10 @@ pub enum Output {
 }
 
 /// The cancel keys of a session: what the client knows and what the current server expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CancelKeys<'a> {
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelKeys {
     /// The BackendKeyData the client received at startup (from the first server).
-    pub client: Option<&'a BackendKey>,
+    pub client: Option<BackendKey>,
     /// The BackendKeyData of the server the session is on now.
-    pub server: Option<&'a BackendKey>,
+    pub server: Option<BackendKey>,
 }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use weir::time::Instant;
 use weir::transfer::message::{build_startup_message, BackendKey};
 use weir::transfer::{
-    Config, Failure, Machine, Output, Peer, Source, TransferOutcome, TransferResult, Transmit,
+    Config, Failure, Machine, Output, Peer, ServerId, Source, TransferOutcome, TransferResult,
+    Transmit,
 };
 
 pub fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -131,8 +132,9 @@ pub fn deserialize_response(value: &[u8]) -> Vec<u8> {
     .concat()
 }
 
-/// A machine with recording peers. `servers[0]` is the first server; each successful
-/// transfer starts a new entry.
+/// A machine with recording peers. `servers[i]` is server `ServerId(i)`, `servers[0]` the
+/// first; each successful transfer starts a new entry, and a transfer's new server is
+/// [`Harness::new_id`].
 pub struct Harness {
     pub m: Machine,
     pub now: Instant,
@@ -147,7 +149,7 @@ pub struct Harness {
 impl Harness {
     pub fn with_config(config: Config) -> Harness {
         let mut h = Harness {
-            m: Machine::new(config),
+            m: Machine::new(config, ServerId(0)),
             now: Instant::from_secs(100),
             client_sent: Vec::new(),
             to_client: Vec::new(),
@@ -169,6 +171,16 @@ impl Harness {
         Harness::with_config(Config::default())
     }
 
+    /// The id of the server the session is on.
+    pub fn current_id(&self) -> ServerId {
+        ServerId(self.servers.len() as u64 - 1)
+    }
+
+    /// The id a transfer's new server gets.
+    pub fn new_id(&self) -> ServerId {
+        ServerId(self.servers.len() as u64)
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.now = self.now + d;
     }
@@ -183,20 +195,22 @@ impl Harness {
 
     pub fn server(&mut self, data: &[u8]) {
         self.m
-            .handle_server_input(self.now, Bytes::copy_from_slice(data))
+            .handle_server_input(self.now, self.current_id(), Bytes::copy_from_slice(data))
             .unwrap();
         self.drain();
     }
 
     pub fn new_server_bytes(&mut self, data: &[u8]) {
         self.m
-            .handle_new_server_input(self.now, Bytes::copy_from_slice(data))
+            .handle_server_input(self.now, self.new_id(), Bytes::copy_from_slice(data))
             .unwrap();
         self.drain();
     }
 
     pub fn connected(&mut self) {
-        self.m.handle_new_server_connected(self.now).unwrap();
+        self.m
+            .handle_new_server_connected(self.now, self.new_id())
+            .unwrap();
         self.drain();
     }
 
@@ -207,13 +221,15 @@ impl Harness {
             secret: vec![0, 0, 0, 1],
         };
         self.m
-            .handle_new_server_started(self.now, Some(key))
+            .handle_new_server_started(self.now, self.new_id(), Some(key))
             .unwrap();
         self.drain();
     }
 
     pub fn request(&mut self, key: &str) {
-        self.m.request_transfer(self.now, key).unwrap();
+        self.m
+            .request_transfer(self.now, key, self.new_id())
+            .unwrap();
         self.drain();
     }
 
@@ -227,16 +243,24 @@ impl Harness {
             match out {
                 Output::Transmit(Transmit { to, source, data }) => {
                     if source == Source::Client {
-                        assert_eq!(to, Peer::Server, "client bytes only go to a current server");
+                        assert_eq!(
+                            to,
+                            Peer::Server(self.current_id()),
+                            "client bytes only go to a current server"
+                        );
                         self.relayed_client.extend_from_slice(&data);
                     }
                     match to {
                         Peer::Client => self.to_client.extend_from_slice(&data),
-                        Peer::Server => self.servers.last_mut().unwrap().extend_from_slice(&data),
-                        Peer::NewServer => self.new_server.extend_from_slice(&data),
+                        Peer::Server(id) if id == self.new_id() => {
+                            self.new_server.extend_from_slice(&data)
+                        }
+                        Peer::Server(ServerId(i)) => {
+                            self.servers[i as usize].extend_from_slice(&data)
+                        }
                     }
                 }
-                Output::CloseOldServer | Output::ReleaseOldServer { .. } => {
+                Output::CloseOldServer(_) | Output::ReleaseOldServer { .. } => {
                     self.servers.push(std::mem::take(&mut self.new_server));
                     self.events.push(out);
                 }

@@ -102,7 +102,7 @@ async fn print_stats(proxy: std::sync::Arc<Proxy>, period: Duration) {
             t.success,
             t.error_recoverable,
             t.error_fatal,
-            t.latency_us.quantile_lower_bound(0.5).unwrap_or(0),
+            t.latency_ns.quantile_lower_bound(0.5).unwrap_or(0) / 1_000,
             m.idle_servers_taken,
             m.idle_per_backend
         );

@@ -1,22 +1,25 @@
 //! What the proxy itself reads from and says to a client: the first packet, and a last error.
+//! The pgwire side is [`weir::transfer::frontend`]; this drives it over a socket.
 
 use std::io;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use weir::transfer::message::{BackendKey, StartupPacket};
+use weir::transfer::frontend::{build_error_response, Frontend, FrontendConfig, FrontendOutput};
+use weir::transfer::message::BackendKey;
 
 /// What a new client connection is for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum First {
-    /// A session: its StartupMessage, whole (length field included), for the machine.
+    /// A session: its StartupMessage, whole (length field included), and whatever the client
+    /// sent after it, for the machine.
     Startup(Bytes),
     /// A CancelRequest for the backend the client knows by this key.
     Cancel(BackendKey),
 }
 
-/// Encryption requests answered `N` before giving up (libpq sends at most one of each kind).
-const MAX_ENCRYPTION_REQUESTS: usize = 2;
+/// Bytes read from the client at a time at most while waiting for its first packet.
+const READ_CHUNK: usize = 16 << 10;
 
 /// Read the client's first packet, answering SSLRequest and GSSENCRequest with `N` (the
 /// proxy speaks plaintext).
@@ -24,53 +27,35 @@ pub(crate) async fn read_first<S>(client: &mut S, max_len: u32) -> io::Result<Fi
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    for _ in 0..=MAX_ENCRYPTION_REQUESTS {
-        let len = client.read_u32().await?;
-        // The length counts itself; every startup packet has at least a 4-byte code.
-        if !(8..=max_len).contains(&len) {
-            return Err(invalid(format!(
-                "startup packet length {len} is outside 8..={max_len}"
-            )));
-        }
-        let mut packet = BytesMut::with_capacity(len as usize);
-        packet.put_u32(len);
-        packet.resize(len as usize, 0);
-        client.read_exact(&mut packet[4..]).await?;
-        match StartupPacket::parse(&packet[4..]).map_err(|e| invalid(e.to_string()))? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                client.write_all(b"N").await?;
+    let mut frontend = Frontend::new(FrontendConfig {
+        max_startup_len: max_len,
+        ..FrontendConfig::default()
+    });
+    let mut buf = BytesMut::new();
+    loop {
+        while let Some(output) = frontend.poll_output() {
+            match output {
+                FrontendOutput::Transmit(data) => client.write_all(&data).await?,
+                FrontendOutput::Startup(startup) => return Ok(First::Startup(startup)),
+                FrontendOutput::Cancel(key) => return Ok(First::Cancel(key)),
+                FrontendOutput::Closed(reason) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, reason))
+                }
             }
-            StartupPacket::CancelRequest(key) => return Ok(First::Cancel(key)),
-            StartupPacket::Startup { .. } => return Ok(First::Startup(packet.freeze())),
-            other => return Err(invalid(format!("unsupported startup packet {other:?}"))),
         }
+        buf.reserve(READ_CHUNK);
+        if client.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        frontend
+            .handle_input(buf.split().freeze())
+            .map_err(io::Error::other)?;
     }
-    Err(invalid("too many encryption requests".into()))
-}
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 /// A FATAL ErrorResponse with SQLSTATE `code`, the last thing a client hears from the proxy.
 pub(crate) fn fatal_error(code: &str, message: &str) -> Bytes {
-    let mut body = BytesMut::new();
-    for (field, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', code),
-        (b'M', message),
-    ] {
-        body.put_u8(field);
-        body.put_slice(value.replace('\0', " ").as_bytes());
-        body.put_u8(0);
-    }
-    body.put_u8(0);
-    let mut out = BytesMut::with_capacity(body.len() + 5);
-    out.put_u8(b'E');
-    out.put_u32(body.len() as u32 + 4);
-    out.put_slice(&body);
-    out.freeze()
+    build_error_response(code, message)
 }
 
 #[cfg(test)]

@@ -13,13 +13,14 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weir::transfer::message::{build_query, build_terminate, BackendKey};
-
-/// The longest message a reset may bring (a notice, a parameter report).
-const MAX_RESET_MESSAGE: usize = 64 << 10;
+use tokio::time::Instant as TokioInstant;
+use weir::time::Instant;
+use weir::transfer::message::build_terminate;
+use weir::transfer::message::BackendKey;
+use weir::transfer::reset::{Reset, ResetConfig, ResetFailure, ResetOutput};
 
 /// A started, reset server connection, idle at a message boundary.
 pub(crate) struct IdleServer {
@@ -98,125 +99,76 @@ fn is_idle(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Reset a server connection that is idle at a message boundary with `DISCARD ALL` (settings,
-/// prepared statements, temporary tables, listens, advisory locks, plans), then empty the
-/// dialect's revival-token setting `token_param`: `DISCARD ALL` puts startup settings back, and
-/// a server dialled for a transfer got an earlier session's token at startup. Waits for the
-/// server to be idle again with nothing more to read.
+/// Reset a server connection that is idle at a message boundary with
+/// [`weir::transfer::reset`]: `DISCARD ALL`, then empty the dialect's revival-token setting
+/// `token_param`. Waits for the server to be idle again with nothing more to read.
 pub(crate) async fn reset(
     stream: &mut TcpStream,
     timeout: Duration,
     token_param: &str,
 ) -> io::Result<()> {
-    tokio::time::timeout(timeout, reset_queries(stream, token_param))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "resetting a server timed out"))?
-}
-
-async fn reset_queries(stream: &mut TcpStream, token_param: &str) -> io::Result<()> {
-    // Two Query messages: DISCARD ALL refuses to run inside the implicit transaction of a
-    // multi-statement one.
-    let clear = format!(
-        "SELECT pg_catalog.set_config('{}', '', false)",
-        token_param.replace('\'', "''")
-    );
-    let mut queries = Vec::new();
-    for sql in ["DISCARD ALL", clear.as_str()] {
-        queries.extend_from_slice(&build_query(sql).map_err(io::Error::other)?);
-    }
-    stream.write_all(&queries).await?;
+    let epoch = TokioInstant::now();
+    let now = || Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
+    let config = ResetConfig {
+        token_param: token_param.into(),
+        timeout,
+        ..ResetConfig::default()
+    };
+    let mut reset = Reset::new(now(), config);
     let mut buf = BytesMut::with_capacity(1024);
-    let mut discarded = false;
-    // ReadyForQuery messages seen: one per query.
-    let mut ready = 0;
     loop {
-        while let Some((tag, body)) = next_message(&mut buf)? {
-            match tag {
-                b'C' if ready == 0 && &body[..] == b"DISCARD ALL\0" => discarded = true,
-                b'T' | b'D' | b'C' if ready == 1 => {}
-                b'Z' if discarded && &body[..] == b"I" => {
-                    ready += 1;
-                    if ready == 2 {
-                        // Anything more would leave the connection mid-message.
-                        return match buf.is_empty() {
-                            true => Ok(()),
-                            false => Err(unexpected(buf[0])),
-                        };
-                    }
-                }
-                b'N' | b'S' => {}
-                b'E' => return Err(io::Error::other("resetting a server failed")),
-                _ => return Err(unexpected(tag)),
+        while let Some(output) = reset.poll_output() {
+            match output {
+                ResetOutput::Transmit(data) => stream.write_all(&data).await?,
+                ResetOutput::Done => return Ok(()),
+                ResetOutput::Failed(failure) => return Err(failed(failure)),
             }
         }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        let deadline = reset
+            .poll_timeout()
+            .map(|at| epoch + Duration::from_nanos(at.as_nanos()));
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => {
+                let taken = match read? {
+                    0 => reset.handle_eof(now()),
+                    _ => reset.handle_input(now(), buf.split().freeze()),
+                };
+                taken.map_err(io::Error::other)?;
+            }
+            _ = sleep_until(deadline) => reset.handle_timeout(now()),
         }
     }
 }
 
-/// One whole message off the front of `buf`, if it holds one.
-fn next_message(buf: &mut BytesMut) -> io::Result<Option<(u8, BytesMut)>> {
-    let Some(header) = buf.get(..5) else {
-        return Ok(None);
-    };
-    let tag = header[0];
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    if !(4..=MAX_RESET_MESSAGE).contains(&len) {
-        return Err(unexpected(tag));
+async fn sleep_until(at: Option<TokioInstant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-    if buf.len() < 1 + len {
-        buf.reserve(1 + len - buf.len());
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some((tag, buf.split_to(len - 4))))
 }
 
-fn unexpected(tag: u8) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "unexpected message {:?} while resetting a server",
-            tag as char
-        ),
-    )
+/// The I/O error a failed reset reports.
+fn failed(failure: ResetFailure) -> io::Error {
+    let kind = match failure {
+        ResetFailure::ServerClosed => io::ErrorKind::UnexpectedEof,
+        ResetFailure::Timeout => io::ErrorKind::TimedOut,
+        ResetFailure::Unexpected { .. } => io::ErrorKind::InvalidData,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, failure)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use weir::transfer::message::build_query;
+
     fn message(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut m = vec![tag];
         m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
         m.extend_from_slice(body);
         m
-    }
-
-    #[test]
-    fn splits_whole_messages_only() {
-        let wire = [message(b'C', b"DISCARD ALL\0"), message(b'Z', b"I")].concat();
-        let mut buf = BytesMut::from(&wire[..20]);
-        let (tag, body) = next_message(&mut buf).unwrap().unwrap();
-        assert_eq!((tag, &body[..]), (b'C', &b"DISCARD ALL\0"[..]));
-        // Three bytes of the ReadyForQuery: not a message yet, and nothing consumed.
-        assert!(next_message(&mut buf).unwrap().is_none());
-        assert_eq!(buf.len(), 3);
-        buf.extend_from_slice(&wire[20..]);
-        let (tag, body) = next_message(&mut buf).unwrap().unwrap();
-        assert_eq!((tag, &body[..]), (b'Z', &b"I"[..]));
-        assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn refuses_lengths_out_of_bounds() {
-        let mut short = BytesMut::from(&[b'Z', 0, 0, 0, 3][..]);
-        assert!(next_message(&mut short).is_err());
-        let mut long = BytesMut::from(&[b'D', 0, 1, 0, 5][..]);
-        assert!(next_message(&mut long).is_err());
-        let mut partial = BytesMut::from(&message(b'Z', b"I")[..5]);
-        assert!(next_message(&mut partial).unwrap().is_none());
     }
 
     async fn pair() -> (TcpStream, TcpStream) {

@@ -1,6 +1,6 @@
 //! What the proxy reports: sessions per backend and the migration machines' counters.
 
-use weir::transfer::{Histogram, Metrics};
+use weir::transfer::Metrics;
 
 /// A snapshot of the proxy, from [`super::Proxy::metrics`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,23 +30,7 @@ pub struct ProxyMetrics {
 
 /// Add `m`'s counters to `into`.
 pub(crate) fn add(into: &mut Metrics, m: &Metrics) {
-    into.attempted += m.attempted;
-    into.success += m.success;
-    into.error_fatal += m.error_fatal;
-    into.error_recoverable += m.error_recoverable;
-    add_histogram(&mut into.latency_us, &m.latency_us);
-    add_histogram(&mut into.response_bytes, &m.response_bytes);
-    into.client_bytes += m.client_bytes;
-    into.server_bytes += m.server_bytes;
-    into.discarded_old_server_bytes += m.discarded_old_server_bytes;
-}
-
-fn add_histogram(into: &mut Histogram, h: &Histogram) {
-    for (a, b) in into.buckets.iter_mut().zip(h.buckets.iter()) {
-        *a += b;
-    }
-    into.count += h.count;
-    into.sum = into.sum.saturating_add(h.sum);
+    into.merge(m);
 }
 
 #[cfg(test)]
@@ -60,11 +44,11 @@ mod tests {
         a.attempted = 2;
         a.success = 1;
         a.error_recoverable = 1;
-        a.latency_us.record(1000);
+        a.latency_ns.record(1000);
         b.attempted = 1;
         b.error_fatal = 1;
-        b.latency_us.record(1000);
-        b.latency_us.record(3);
+        b.latency_ns.record(1000);
+        b.latency_ns.record(3);
         b.client_bytes = 10;
         let mut total = Metrics::default();
         add(&mut total, &a);
@@ -78,10 +62,10 @@ mod tests {
             ),
             (3, 1, 1, 1)
         );
-        assert_eq!(total.latency_us.count, 3);
-        assert_eq!(total.latency_us.buckets[9], 2);
-        assert_eq!(total.latency_us.buckets[1], 1);
-        assert_eq!(total.latency_us.sum, 2003);
+        assert_eq!(total.latency_ns.count, 3);
+        assert_eq!(total.latency_ns.buckets[9], 2);
+        assert_eq!(total.latency_ns.buckets[1], 1);
+        assert_eq!(total.latency_ns.sum, 2003);
         assert_eq!(total.client_bytes, 10);
     }
 }

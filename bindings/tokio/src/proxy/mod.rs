@@ -107,7 +107,7 @@ pub enum MoveError {
     /// The session ended before the move did.
     SessionClosed,
     /// The migration machine refused the request.
-    Refused(weir::transfer::Error),
+    Refused(weir::transfer::TransferError),
 }
 
 impl fmt::Display for MoveError {

@@ -16,7 +16,8 @@ use tracing::Instrument;
 use weir::time::Instant;
 use weir::transfer::message::{build_cancel_request, BackendKey};
 use weir::transfer::{
-    CloseReason, Error as MachineError, Machine, Output, Peer, TransferOutcome, TransferResult,
+    CloseReason, Machine, Output, Peer, ServerId, TransferError as MachineError, TransferOutcome,
+    TransferResult,
 };
 
 use super::frontend::{self, First};
@@ -55,14 +56,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     let mut transfer = shared.config.transfer.clone();
     transfer.reuse_old_server = shared.reuses_servers();
     let session = Session {
-        machine: Machine::new(transfer),
+        machine: Machine::new(transfer, ServerId(0)),
         shared,
         registration,
         epoch: TokioInstant::now(),
         client,
         server,
+        server_id: ServerId(0),
         backend,
         new_server: None,
+        new_server_id: ServerId(0),
         dial: DialState::Idle,
         moving: None,
         pending_client: None,
@@ -177,8 +180,12 @@ struct Session {
     epoch: TokioInstant,
     client: TcpStream,
     server: TcpStream,
+    /// The machine's name for `server`.
+    server_id: ServerId,
     backend: BackendId,
     new_server: Option<TcpStream>,
+    /// The machine's name for the current attempt's new server: a fresh id per attempt.
+    new_server_id: ServerId,
     /// The connection to the move's target, dialled when the move starts so that the server's
     /// fork and the TCP handshake overlap the state query.
     dial: DialState,
@@ -216,7 +223,7 @@ impl Session {
                 let _ = reply.send(Err(MoveError::SessionClosed));
             }
         }
-        let metrics = self.machine.metrics().clone();
+        let metrics = self.machine.metrics();
         self.registration.update(|e| e.metrics = metrics);
     }
 
@@ -268,17 +275,26 @@ impl Session {
                 Wake::Client(Ok(data)) => self.client_input(now, data),
                 Wake::Client(Err(e)) => return End::Io(Peer::Client, e),
                 Wake::Server(Ok(data)) if data.is_empty() => return End::ServerLeft,
-                Wake::Server(Ok(data)) => self.machine.handle_server_input(now, data),
-                Wake::Server(Err(e)) => return End::Io(Peer::Server, e),
+                Wake::Server(Ok(data)) => {
+                    self.machine.handle_server_input(now, self.server_id, data)
+                }
+                Wake::Server(Err(e)) => return End::Io(Peer::Server(self.server_id), e),
                 Wake::NewServer(Ok(data)) if data.is_empty() => {
                     self.new_server = None;
-                    self.machine
-                        .handle_new_server_failed(now, "the new server closed the connection")
+                    self.machine.handle_new_server_failed(
+                        now,
+                        self.new_server_id,
+                        "the new server closed the connection",
+                    )
                 }
-                Wake::NewServer(Ok(data)) => self.machine.handle_new_server_input(now, data),
+                Wake::NewServer(Ok(data)) => {
+                    self.machine
+                        .handle_server_input(now, self.new_server_id, data)
+                }
                 Wake::NewServer(Err(e)) => {
                     self.new_server = None;
-                    self.machine.handle_new_server_failed(now, &e.to_string())
+                    self.machine
+                        .handle_new_server_failed(now, self.new_server_id, &e.to_string())
                 }
                 Wake::Dialed(r) => {
                     let wanted = matches!(self.dial, DialState::Dialing { wanted: true, .. });
@@ -359,20 +375,22 @@ impl Session {
                     .write_all(&t.data)
                     .await
                     .map_err(|e| End::Io(Peer::Client, e))?,
-                Peer::Server => self
+                Peer::Server(id) if id == self.server_id => self
                     .server
                     .write_all(&t.data)
                     .await
-                    .map_err(|e| End::Io(Peer::Server, e))?,
-                Peer::NewServer => {
+                    .map_err(|e| End::Io(t.to, e))?,
+                Peer::Server(id) => {
                     let written = match self.new_server.as_mut() {
-                        Some(s) => s.write_all(&t.data).await,
-                        None => Err(io::ErrorKind::NotConnected.into()),
+                        Some(s) if id == self.new_server_id => s.write_all(&t.data).await,
+                        _ => Err(io::ErrorKind::NotConnected.into()),
                     };
                     if let Err(e) = written {
                         self.new_server = None;
                         let now = self.now();
-                        let _ = self.machine.handle_new_server_failed(now, &e.to_string());
+                        let _ = self
+                            .machine
+                            .handle_new_server_failed(now, id, &e.to_string());
                     }
                 }
             },
@@ -389,12 +407,12 @@ impl Session {
                     }
                 }
             }
-            Output::CloseOldServer => drop(self.switch_server()?),
-            Output::ReleaseOldServer { key } => {
+            Output::CloseOldServer(_) => drop(self.switch_server()?),
+            Output::ReleaseOldServer { key, .. } => {
                 let from = self.backend;
                 let mut old = self.switch_server()?;
                 let shared = self.shared.clone();
-                let params = self.machine.startup_params().to_vec();
+                let params = self.machine.startup_params();
                 let timeout = shared.config.connect_timeout;
                 let token_param = shared.config.transfer.dialect.token_param.clone();
                 tokio::spawn(
@@ -414,18 +432,16 @@ impl Session {
                     .in_current_span(),
                 );
             }
-            Output::CloseNewServer => {
+            Output::CloseNewServer(_) => {
                 self.new_server = None;
                 self.dial = DialState::Idle;
             }
-            Output::CloseClient(reason) => return Err(End::Closed(reason)),
+            Output::Closed(reason) => return Err(End::Closed(reason)),
             Output::Outcome(outcome) => self.outcome(outcome),
             Output::CancelRequest(key) => {
                 let shared = self.shared.clone();
                 tokio::spawn(async move { forward_cancel(&shared, &key).await }.in_current_span());
             }
-            // `Output` may grow; an output this task does not know asks for nothing it can do.
-            _ => {}
         }
         Ok(())
     }
@@ -433,9 +449,11 @@ impl Session {
     /// The new server becomes the session's server; the old one is returned.
     fn switch_server(&mut self) -> Result<TcpStream, End> {
         let Some(new) = self.new_server.take() else {
-            return Err(End::Io(Peer::NewServer, io::ErrorKind::NotConnected.into()));
+            let peer = Peer::Server(self.new_server_id);
+            return Err(End::Io(peer, io::ErrorKind::NotConnected.into()));
         };
         let old = std::mem::replace(&mut self.server, new);
+        self.server_id = self.new_server_id;
         if let Some(m) = self.moving.as_ref() {
             self.backend = m.to;
             self.registration.moved(m.to);
@@ -485,9 +503,11 @@ impl Session {
         m.retry_at = None;
         m.attempts += 1;
         let to = m.to;
-        match self.machine.request_transfer(now, &key) {
+        let new_server_id = ServerId(self.new_server_id.0.max(self.server_id.0) + 1);
+        match self.machine.request_transfer(now, &key, new_server_id) {
             Ok(()) => {
-                let started = self.shared.take_idle(to, self.machine.startup_params());
+                self.new_server_id = new_server_id;
+                let started = self.shared.take_idle(to, &self.machine.startup_params());
                 self.dial = match started {
                     Some(server) => DialState::Started(server),
                     None => DialState::Dialing {
@@ -508,13 +528,18 @@ impl Session {
         match std::mem::replace(&mut self.dial, DialState::Idle) {
             DialState::Ready(stream) => {
                 self.new_server = Some(stream);
-                self.machine.handle_new_server_connected(now)
+                self.machine
+                    .handle_new_server_connected(now, self.new_server_id)
             }
             DialState::Started(server) => {
                 self.new_server = Some(server.stream);
-                self.machine.handle_new_server_started(now, server.key)
+                self.machine
+                    .handle_new_server_started(now, self.new_server_id, server.key)
             }
-            DialState::Failed(reason) => self.machine.handle_new_server_failed(now, &reason),
+            DialState::Failed(reason) => {
+                self.machine
+                    .handle_new_server_failed(now, self.new_server_id, &reason)
+            }
             other => {
                 self.dial = other;
                 Ok(())
@@ -548,7 +573,7 @@ impl Session {
                 "transfer failed, the session is closed: {f}"
             ),
         }
-        let metrics = self.machine.metrics().clone();
+        let metrics = self.machine.metrics();
         self.registration.update(|e| e.metrics = metrics);
         let retry = matches!(outcome.result, TransferResult::Recoverable(_))
             && attempt < self.shared.config.max_transfer_attempts;
@@ -574,10 +599,10 @@ impl Session {
     /// Tell the registry about new cancel keys, so CancelRequests find this session.
     fn publish_keys(&mut self) {
         let keys = self.machine.cancel_keys();
-        if keys.client == self.keys.0.as_ref() && keys.server == self.keys.1.as_ref() {
+        if keys.client == self.keys.0 && keys.server == self.keys.1 {
             return;
         }
-        self.keys = (keys.client.cloned(), keys.server.cloned());
+        self.keys = (keys.client, keys.server);
         let (client_key, server_key) = self.keys.clone();
         self.registration.update(|e| {
             e.client_key = client_key;
