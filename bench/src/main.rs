@@ -1,11 +1,14 @@
 //! `make bench-mux`: weir-tokio over loopback TCP, each figure beside its baseline in the same
-//! run. `WEIR_BENCH_QUICK=1` shortens every phase, `WEIR_BENCH_ONLY=bulk,unary,hol` picks
+//! run. `WEIR_BENCH_QUICK=1` shortens every phase, `WEIR_BENCH_ONLY=bulk,unary,hol,go` picks
 //! phases; the `name=value` lines come last.
 //!
 //! 1. Bulk: one stream of 1 MiB messages, against raw tokio TCP copying the same bytes.
 //! 2. Unary: 64 concurrent callers making 64-byte echo calls on one mux connection.
 //! 3. Head-of-line: p99 of 100-byte calls while 64 MiB messages stream on the same
 //!    connection (one at a time, back to back), over their p99 without it.
+//!
+//! 4. Go DRPC (phase `go`): stock Go DRPC's client and server beside weir's, both in compat
+//!    mode: sequential unary calls, and one bulk stream (see go_drpc.rs).
 //!
 //! The unary figure is compared with tonic gRPC unary (a raw-bytes codec, one HTTP/2
 //! connection) and with yamux (one stream per call carrying the same length-prefixed echo).
@@ -19,6 +22,7 @@ use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
 use weir_tokio::{Client, Router, Server};
 
+mod go_drpc;
 mod tonic_echo;
 mod yamux_echo;
 
@@ -214,6 +218,12 @@ fn main() {
     let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
     let phase = Duration::from_secs(if quick { 2 } else { 10 });
     let calls = if quick { 500 } else { 3000 };
+    // Go DRPC beside weir: the same counts on both sides.
+    let (go_calls, go_messages) = if quick {
+        (20_000, 512)
+    } else {
+        (100_000, 4096)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -263,6 +273,23 @@ fn main() {
                 "hol_p99_ratio_small_send_buffer={:.2}",
                 small_beside.as_secs_f64() / small_alone.as_secs_f64()
             ));
+        }
+        if runs("go") {
+            let weir = go_drpc::unary_weir(go_calls).await;
+            let go = go_drpc::unary_go(go_calls).await;
+            println!(
+                "compat unary, {go_calls} sequential {}-byte calls: weir {weir:.0} calls/s, Go DRPC {go:.0} calls/s",
+                go_drpc::UNARY_SIZE
+            );
+            let weir_bulk = go_drpc::bulk_weir(go_messages).await;
+            let go_bulk = go_drpc::bulk_go(go_messages).await;
+            println!(
+                "compat bulk, one stream of {go_messages} 1 MiB messages: weir {:.0} MiB/s, Go DRPC {:.0} MiB/s",
+                weir_bulk / MIB as f64,
+                go_bulk / MIB as f64
+            );
+            figures.push(format!("unary_ratio_vs_go_drpc={:.3}", weir / go));
+            figures.push(format!("bulk_ratio_vs_go_drpc={:.3}", weir_bulk / go_bulk));
         }
         for figure in figures {
             println!("{figure}");
