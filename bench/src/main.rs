@@ -219,10 +219,11 @@ fn main() {
     let phase = Duration::from_secs(if quick { 2 } else { 10 });
     let calls = if quick { 500 } else { 3000 };
     // Go DRPC beside weir: the same counts on both sides.
+    // About 2 s per side in the quick mode on an idle machine, as the other phases.
     let (go_calls, go_messages) = if quick {
-        (20_000, 512)
+        (40_000, 2048)
     } else {
-        (100_000, 4096)
+        (200_000, 16_384)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
