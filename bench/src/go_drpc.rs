@@ -84,8 +84,13 @@ fn per_sec(count: f64, started: Instant) -> f64 {
     count / seconds
 }
 
-/// weir's sequential echo calls per second.
+/// weir's sequential echo calls per second. The caller is a task on the runtime's workers, as
+/// Go's caller is a goroutine, not the thread that blocks on the runtime.
 pub async fn unary_weir(calls: usize) -> f64 {
+    tokio::spawn(unary_weir_task(calls)).await.unwrap()
+}
+
+async fn unary_weir_task(calls: usize) -> f64 {
     let client = weir_compat().await;
     let request = Bytes::from(vec![7u8; UNARY_SIZE]);
     for _ in 0..1000 {
@@ -125,8 +130,13 @@ async fn sink(client: &Client, chunk: &Bytes, messages: usize) {
     assert_eq!(counted, (chunk.len() * messages) as u64);
 }
 
-/// weir's bulk bytes per second over one stream of 1 MiB messages.
+/// weir's bulk bytes per second over one stream of 1 MiB messages, sent from a task on the
+/// runtime as the calls are.
 pub async fn bulk_weir(messages: usize) -> f64 {
+    tokio::spawn(bulk_weir_task(messages)).await.unwrap()
+}
+
+async fn bulk_weir_task(messages: usize) -> f64 {
     let client = weir_compat().await;
     let chunk = Bytes::from(vec![0x5a; MIB]);
     sink(&client, &chunk, 32).await;
