@@ -14,6 +14,8 @@ NO_STD_TARGETS := wasm32-unknown-unknown thumbv7em-none-eabihf
 # The Go toolchain for the interop peer (tests/interop/go): the one on PATH, else Go's default place.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GO_PEER := target/drpc-go-peer
+# Go DRPC's side of the benchmarks that put Go beside weir (bench-mux, bench-codec).
+GO_BENCH := target/drpc-go-bench
 # The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
 # `default` is the whole workspace with default features; every other word is the weir crate alone
 # with those cargo flags: `--` goes in front and `+` stands for a space, so
@@ -26,7 +28,7 @@ WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=se
 WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer \
+	fuzz-smoke fuzz go-peer go-bench \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -89,6 +91,13 @@ $(GO_PEER): tests/interop/go/go.mod tests/interop/go/go.sum $(wildcard tests/int
 	@mkdir -p target
 	cd tests/interop/go && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o $(CURDIR)/$@ ./peer
 
+# The same module's benchmark program (tests/interop/go/bench), built the same way.
+go-bench: $(GO_BENCH)
+
+$(GO_BENCH): tests/interop/go/go.mod tests/interop/go/go.sum $(wildcard tests/interop/go/bench/*.go)
+	@mkdir -p target
+	cd tests/interop/go && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o $(CURDIR)/$@ ./bench
+
 doc:
 	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done
 
@@ -132,15 +141,17 @@ fuzz: fuzz-build
 
 bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier bench-proxy
 
-bench-codec:
-	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench codec
+# Go's drpcwire reader runs beside weir's packet assembly in the same run (WEIR_GO_BENCH).
+bench-codec: go-bench
+	WEIR_BENCH_QUICK=1 WEIR_GO_BENCH=$(CURDIR)/$(GO_BENCH) $(CARGO) bench -p weir --bench codec
 
 bench-mux-core:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench mux_session
 
-# weir-tokio over loopback TCP beside its baselines (bench/ is its own workspace, out of `make test`).
-bench-mux:
-	cd bench && WEIR_BENCH_QUICK=1 $(CARGO) run --quiet --release --bin mux
+# weir-tokio over loopback TCP beside its baselines (bench/ is its own workspace, out of `make test`),
+# Go DRPC's client and server among them (WEIR_GO_BENCH).
+bench-mux: go-bench
+	cd bench && WEIR_BENCH_QUICK=1 WEIR_GO_BENCH=$(CURDIR)/$(GO_BENCH) $(CARGO) run --quiet --release --bin mux
 
 # pgbench through weir's PostgreSQL proxy, straight and through PgBouncer, on two throwaway
 # clusters (bench/src/proxy); installs postgresql and pgbouncer when they are missing.

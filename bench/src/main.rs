@@ -1,11 +1,14 @@
 //! `make bench-mux`: weir-tokio over loopback TCP, each figure beside its baseline in the same
-//! run. `WEIR_BENCH_QUICK=1` shortens every phase, `WEIR_BENCH_ONLY=bulk,unary,hol` picks
+//! run. `WEIR_BENCH_QUICK=1` shortens every phase, `WEIR_BENCH_ONLY=bulk,unary,hol,go` picks
 //! phases; the `name=value` lines come last.
 //!
 //! 1. Bulk: one stream of 1 MiB messages, against raw tokio TCP copying the same bytes.
 //! 2. Unary: 64 concurrent callers making 64-byte echo calls on one mux connection.
 //! 3. Head-of-line: p99 of 100-byte calls while 64 MiB messages stream on the same
 //!    connection (one at a time, back to back), over their p99 without it.
+//!
+//! 4. Go DRPC (phase `go`): stock Go DRPC's client and server beside weir's, both in compat
+//!    mode: sequential unary calls, and one bulk stream (see go_drpc.rs).
 //!
 //! The unary figure is compared with tonic gRPC unary (a raw-bytes codec, one HTTP/2
 //! connection) and with yamux (one stream per call carrying the same length-prefixed echo).
@@ -20,6 +23,7 @@ use weir::mux::session::Config;
 use weir::mux::wire::Metadata;
 use weir_tokio::{Client, Router, Server};
 
+mod go_drpc;
 mod stats;
 mod tonic_echo;
 mod yamux_echo;
@@ -233,6 +237,13 @@ fn bench() -> Result<(), String> {
     let runs = |phase: &str| only.is_empty() || only.split(',').any(|p| p.trim() == phase);
     let phase = Duration::from_secs(if quick { 2 } else { 10 });
     let calls = if quick { 500 } else { 3000 };
+    // Go DRPC beside weir: the same counts on both sides.
+    // About 2 s per side in the quick mode on an idle machine, as the other phases.
+    let (go_calls, go_messages) = if quick {
+        (40_000, 2048)
+    } else {
+        (200_000, 16_384)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -282,6 +293,25 @@ fn bench() -> Result<(), String> {
                 "{name}={:.2}",
                 ratio(name, small_beside, small_alone)?
             ));
+        }
+        if runs("go") {
+            let weir = go_drpc::unary_weir(go_calls).await;
+            let go = go_drpc::unary_go(go_calls).await;
+            println!(
+                "compat unary, {go_calls} sequential {}-byte calls: weir {weir:.0} calls/s, Go DRPC {go:.0} calls/s",
+                go_drpc::UNARY_SIZE
+            );
+            let weir_bulk = go_drpc::bulk_weir(go_messages).await;
+            let go_bulk = go_drpc::bulk_go(go_messages).await;
+            println!(
+                "compat bulk, one stream of {go_messages} 1 MiB messages: weir {:.0} MiB/s, Go DRPC {:.0} MiB/s",
+                weir_bulk / MIB as f64,
+                go_bulk / MIB as f64
+            );
+            let name = "unary_ratio_vs_go_drpc";
+            figures.push(format!("{name}={:.3}", ratio(name, weir, go)?));
+            let name = "bulk_ratio_vs_go_drpc";
+            figures.push(format!("{name}={:.3}", ratio(name, weir_bulk, go_bulk)?));
         }
         for figure in figures {
             println!("{figure}");

@@ -1,10 +1,18 @@
 //! The DRPC wire codec beside a plain memcpy of the same bytes, in one run.
 //!
 //! `make bench-codec` runs the quick mode; `cargo bench -p weir --bench codec` the full one.
+//!
+//! Go DRPC's reader runs in the same run on the same bytes: the program `WEIR_GO_BENCH` names
+//! (default `target/drpc-go-bench`, built by `make go-bench` from tests/interop/go/bench) reads
+//! the same 1,000-packet batches through `drpcwire.Reader`, and `assemble_small_ratio_vs_go` is
+//! its nanoseconds per packet over weir's. Without the program the benchmark fails.
 
 mod support;
 
 use std::hint::black_box;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use criterion::Throughput;
@@ -42,7 +50,61 @@ fn packets_wire(first: u64, count: usize, len: usize) -> BytesMut {
     wire
 }
 
+/// The Go benchmark program, from `WEIR_GO_BENCH` or where `make go-bench` puts it.
+fn go_bench_program() -> std::path::PathBuf {
+    match std::env::var_os("WEIR_GO_BENCH") {
+        Some(path) => path.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/drpc-go-bench"),
+    }
+}
+
+/// Go's `drpcwire.Reader` over the same batches as the "assemble_packets" case, for as long as
+/// criterion warms up and measures it: `wire` (the first batch) goes to the program on stdin,
+/// and the program checks that the batches it builds with Go's own encoder start with exactly
+/// these bytes. Returns the program's `name=value` lines; panics on any failure, so that a
+/// missing or broken Go side is an error and never a figure.
+fn go_assemble(wire: &[u8], warm_up: Duration, measure: Duration) -> Vec<(String, f64)> {
+    let program = go_bench_program();
+    let mut child = Command::new(&program)
+        .args(["-mode", "assemble"])
+        .arg(format!("-warmup={}ms", warm_up.as_millis()))
+        .arg(format!("-measure={}ms", measure.as_millis()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run the Go benchmark {} ({e}): build it with `make go-bench`",
+                program.display()
+            )
+        });
+    child.stdin.take().unwrap().write_all(wire).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Go benchmark failed: {}",
+        output.status
+    );
+    let lines: Vec<(String, f64)> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("the Go benchmark printed {line:?}"));
+            let value: f64 = value.parse().unwrap();
+            assert!(
+                value.is_finite() && value > 0.0,
+                "the Go benchmark's {name} is {value}"
+            );
+            (name.to_owned(), value)
+        })
+        .collect();
+    lines
+}
+
 fn main() {
+    let quick = std::env::var("WEIR_BENCH_QUICK").is_ok_and(|v| v == "1");
     let mut c = support::criterion();
     let figures = Figures::default();
     let small = packets_wire(1, SMALL_COUNT, SMALL_DATA);
@@ -160,6 +222,31 @@ fn main() {
     group.finish();
     c.final_summary();
 
+    // Go's reader for as long as criterion spends on one case (its defaults in the full mode).
+    let (warm_up, measure) = if quick {
+        (support::QUICK_WARM_UP, support::QUICK_MEASUREMENT)
+    } else {
+        (Duration::from_secs(3), Duration::from_secs(5))
+    };
+    let go = go_assemble(&small, warm_up, measure);
+    let go_figure = |name: &str| {
+        go.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("the Go benchmark printed no {name}"))
+            .1
+    };
+    let go_ns = go_figure("ns_per_packet");
+    println!(
+        "go drpcwire.Reader, the same batches: {go_ns:.2} ns per packet reading into the last packet's buffer (as drpcmanager), {:.2} ns with ReadPacket (a new buffer each); copying the bytes out of the io.Reader, which Go's reader must do, costs {:.2} ns of that",
+        go_figure("ns_per_packet_alloc"),
+        go_figure("copy_ns_per_packet"),
+    );
+    let weir_ns = figures.ns_per_iter("assemble_small") / SMALL_COUNT as f64;
+    assert!(
+        weir_ns.is_finite() && weir_ns > 0.0,
+        "weir's assembly timed nothing"
+    );
+
     let per_frame = |id: &str| figures.per_sec(id) * SMALL_COUNT as f64;
     let memcpy_small = figures.ns_per_iter("memcpy_small");
     let vs_small_memcpy = |id: &str| memcpy_small / figures.ns_per_iter(id);
@@ -190,4 +277,6 @@ fn main() {
         "encode_1m_ratio_vs_memcpy",
         memcpy / figures.ns_per_iter("encode_1m"),
     );
+    figure("go_assemble_small_packets_per_sec", 1e9 / go_ns);
+    figure("assemble_small_ratio_vs_go", go_ns / weir_ns);
 }

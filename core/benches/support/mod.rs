@@ -17,13 +17,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{Bencher, Criterion};
 
+/// Warm-up and measurement per case in the quick mode.
+pub const QUICK_WARM_UP: Duration = Duration::from_millis(300);
+pub const QUICK_MEASUREMENT: Duration = Duration::from_millis(1500);
+
 /// A criterion configured for the quick or the full mode, from `WEIR_BENCH_QUICK`.
 pub fn criterion() -> Criterion {
     let quick = std::env::var("WEIR_BENCH_QUICK").is_ok_and(|v| v == "1");
     let c = Criterion::default().configure_from_args();
     if quick {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_millis(1500))
+        c.warm_up_time(QUICK_WARM_UP)
+            .measurement_time(QUICK_MEASUREMENT)
             .sample_size(10)
     } else {
         c
