@@ -204,7 +204,10 @@ async fn hold(mut stream: IncomingStream) -> (usize, Result<(), Error>) {
     let mut n = 0;
     loop {
         match stream.recv().await {
+            // Counted on receipt: the peer cancels as soon as it has the echo, which can land
+            // before `send` returns.
             Ok(Some(message)) => {
+                n += 1;
                 if let Err(e) = stream.send(message).await {
                     return (n, Err(e));
                 }
@@ -212,7 +215,6 @@ async fn hold(mut stream: IncomingStream) -> (usize, Result<(), Error>) {
             Ok(None) => return (n, Ok(())),
             Err(e) => return (n, Err(e)),
         }
-        n += 1;
     }
 }
 

@@ -170,6 +170,9 @@ func (s *service) Hold(stream drpc.Stream) error {
 		var msg []byte
 		err := stream.MsgRecv(&msg, enc)
 		if err == nil {
+			// Counted on receipt: the client cancels as soon as it has the echo, which can
+			// land before MsgSend returns.
+			n++
 			err = stream.MsgSend(&msg, enc)
 		}
 		if err != nil {
@@ -180,7 +183,6 @@ func (s *service) Hold(stream drpc.Stream) error {
 			s.holds <- fmt.Sprintf("received %d, then %s", n, why)
 			return err
 		}
-		n++
 	}
 }
 
