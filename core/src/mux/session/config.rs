@@ -60,10 +60,10 @@ pub struct Config {
     /// in the session, where `send` refuses past `send_buffer_per_stream` and the scheduler
     /// still interleaves the streams, instead of in front of the transport.
     pub max_unwritten: Option<usize>,
-    /// Mux: streams open at once (default 256). A server refuses the stream past it with an
-    /// Error; a client's `open_stream` refuses locally. Ended streams the application has not
-    /// read to the end (or dropped) are held too, up to as many again; past that new streams
-    /// are refused the same way.
+    /// Streams open at once (default 256; compat mode has one). A server refuses the stream
+    /// past it with an Error; a client's `open_stream` refuses locally. Ended streams the
+    /// application has not read to the end (or dropped) are held too, up to as many again;
+    /// past that new streams are refused the same way, in both modes.
     pub max_concurrent_streams: usize,
     /// Mux: a stream's receive window before any WindowUpdate (default 256 KiB). Must match the
     /// peer's. A stream holds at most its window of data for the application.

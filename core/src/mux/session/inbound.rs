@@ -379,21 +379,26 @@ impl Session {
                 stream,
             });
         }
-        // One active stream at a time: a new call replaces an unfinished one, and a stream that
-        // had already ended is dropped unread, so at most the replaced one and the new one stay.
+        // One active stream at a time: a new call replaces an unfinished one. Replaced streams
+        // lose the messages the application has not read, so an application that never reads
+        // holds no data for them, but keep how they ended until it is read (a Cancel and the
+        // next Invoke can arrive in one read); past the stream limit new calls are refused.
         let older: Vec<u64> = self.streams.keys().copied().collect();
         for old in older {
-            let Some(state) = self.streams.get_mut(&old) else {
-                continue;
-            };
-            if state.end.is_none() {
-                state.terminate(End::RemoteCancel);
-                self.report(Output::RemoteCanceled(old));
-            } else {
-                self.drop_stream(old);
+            if let Some(state) = self.streams.get_mut(&old) {
+                if state.end.is_none() {
+                    state.terminate(End::RemoteCancel);
+                    self.report(Output::RemoteCanceled(old));
+                }
             }
+            self.discard_unread(old);
+            self.finish_if_done(old);
         }
         self.highest_stream = stream;
+        if self.at_stream_limit() {
+            self.refuse(stream);
+            return Ok(());
+        }
         let state = self.new_stream(false);
         self.streams.insert(stream, state);
         self.metrics.streams_opened += 1;

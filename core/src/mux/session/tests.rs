@@ -236,20 +236,45 @@ fn a_dropped_stream_discards_messages_and_finishes_when_it_ends() {
 }
 
 #[test]
-fn compat_holds_at_most_the_replaced_stream_and_the_new_one() {
+fn compat_replaced_streams_hold_no_messages_and_are_bounded() {
     // Found by fuzzing: an application that never reads let replaced streams pile up.
-    let mut server = Session::new(Role::Server, Config::default());
-    for stream in 1..=5 {
-        server
-            .handle_input(NOW, &frame(Kind::INVOKE, false, stream, 1, b"/a"))
-            .unwrap();
-        assert!(
-            server.active_streams() <= 2,
-            "{} streams held",
-            server.active_streams()
-        );
+    let config = Config {
+        max_concurrent_streams: 2,
+        ..Config::default()
+    };
+    let mut server = Session::new(Role::Server, config);
+    for stream in 1..=10 {
+        for (kind, message, data) in [
+            (Kind::INVOKE, 1, &b"/a"[..]),
+            (Kind::MESSAGE, 2, &[7u8; 1000][..]),
+        ] {
+            server
+                .handle_input(NOW, &frame(kind, false, stream, message, data))
+                .unwrap();
+        }
+        assert!(server.active_streams() <= 4, "{stream}");
+        assert!(server.buffered_bytes() <= 1000, "{stream}");
     }
-    assert_eq!(server.active_streams(), 2);
+    // Past twice the limit a new call is refused with an error on its own stream.
+    let refused = outputs(&mut server).into_iter().any(|o| {
+        matches!(o, Output::Transmit(bytes)
+            if bytes.windows(b"too many concurrent streams".len())
+                .any(|w| w == b"too many concurrent streams"))
+    });
+    assert!(refused);
+}
+
+#[test]
+fn compat_a_cancel_and_the_next_call_in_one_read_still_read_as_canceled() {
+    let mut server = Session::new(Role::Server, Config::default());
+    server
+        .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/hold"))
+        .unwrap();
+    let mut input = frame(Kind::CANCEL, false, 1, 2, b"");
+    input.extend(frame(Kind::INVOKE, false, 2, 1, b"/next"));
+    server.handle_input(NOW, &input).unwrap();
+    assert_eq!(server.read(1), Ok(Recv::Canceled));
+    assert_eq!(server.read(2), Ok(Recv::Pending));
 }
 
 #[test]
