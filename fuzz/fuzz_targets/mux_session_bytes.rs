@@ -32,9 +32,9 @@ fuzz_target!(|data: &[u8]| {
         max_packet_len: 256,
         max_unread_per_stream: 512,
         max_metadata_len: 64,
+        max_concurrent_streams: MAX_STREAMS,
         ..if mux {
             Config {
-                max_concurrent_streams: MAX_STREAMS,
                 initial_stream_window: 128,
                 max_stream_window: 512,
                 max_buffered_per_connection: 1024,
