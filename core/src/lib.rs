@@ -1,12 +1,51 @@
 //! weir: sans-IO protocol cores for distributed SQL plumbing.
 //!
 //! Every machine in this crate takes bytes and events in and gives actions out. It never reads a
-//! socket, a clock or a random number generator: the caller passes time in as a [`time::Instant`],
-//! feeds input through `handle_*` methods and drains output through `poll_*` methods until they
-//! return `None`.
+//! socket, a clock or a random number generator. The crate is `#![no_std]` with `alloc`; the
+//! `std` feature (on by default) only adds `std::error::Error` implementations.
 //!
-//! The crate is `#![no_std]` with `alloc`; the `std` feature (on by default) only adds
-//! `std::error::Error` implementations.
+//! # One contract for every machine
+//!
+//! ```
+//! use weir::error::{ErrorKind, Kind as _};
+//! use weir::mux::session::{CloseReason, Config, Output, Role, Session};
+//! use weir::time::Instant;
+//!
+//! let mut server = Session::new(Role::Server, Config::default());
+//! // A client that sends a Message on stream 1 before invoking it breaks the protocol. That is
+//! // not an `Err`: the machine reports it once, as its last output, and is closed from then on.
+//! server.handle_input(Instant::ZERO, b"\x05\x01\x01\x02hi").unwrap();
+//! let mut last = None;
+//! while let Some(output) = server.poll_output() {
+//!     last = Some(output);
+//! }
+//! assert!(matches!(last, Some(Output::Closed(CloseReason::UnexpectedPacket { stream: 1, .. }))));
+//! assert_eq!(server.poll_timeout(), None);
+//! // Later calls change nothing and say so with an error of the closed kind.
+//! assert_eq!(server.read(1).unwrap_err().kind(), ErrorKind::Closed);
+//! ```
+//!
+//! The same verbs on every machine ([`mux::session::Session`], [`transfer::Machine`] with its
+//! helpers [`transfer::frontend::Frontend`] and [`transfer::reset::Reset`],
+//! [`flow::FlowControl`], [`frontier::CheckpointPolicy`]):
+//!
+//! - **Inputs** are `handle_*` calls for what arrived (bytes from a peer, a deadline reached) and
+//!   named calls for what the application wants (`open_stream`, `request_transfer`, `admit`).
+//!   Every input that depends on time carries `now`, a [`time::Instant`] from an epoch the
+//!   caller picks; a `now` earlier than one already seen counts as no time passing
+//!   ([`time::Monotonic`]).
+//! - **Outputs** come from one `poll_output() -> Option<Output>`, one `Output` enum per machine,
+//!   drained until `None` after every input: bytes to write, events, requests to the caller.
+//!   `poll_timeout() -> Option<Instant>` is read after draining; `None` means no timer.
+//! - **Errors**: a call returns `Err` only when it changed nothing, and the error's
+//!   [`error::Kind::kind`] says whether the caller misused the machine, a configured limit was
+//!   reached, or the machine is closed. A peer that breaks the protocol is an output (see
+//!   [`error`]).
+//! - **Metrics**: `metrics()` returns a snapshot by value; every distribution is a
+//!   [`histogram::Histogram`].
+//!
+//! `ARCHITECTURE.md` in the repository describes each machine's inputs and outputs and how an
+//! adapter drives them.
 //!
 //! # Modules
 //!
