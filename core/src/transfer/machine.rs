@@ -1,7 +1,9 @@
-//! The migration machine: relaying one client session and moving it between servers.
+//! The migration machine: relaying one client session and moving it between servers. The
+//! [`Machine`] owns all of the session's state; a running transfer's own state is a
+//! [`Transfer`], which it asks what to do.
 
 use alloc::collections::VecDeque;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use bytes::Bytes;
@@ -9,10 +11,13 @@ use bytes::Bytes;
 use super::config::Config;
 use super::error::{CloseReason, Failure, TransferError};
 use super::frame::{Frame, Framer, Side};
-use super::message::{parse_ready_for_query, BackendKey, StartupPacket};
+use super::message::{
+    build_terminate, parse_ready_for_query, BackendKey, StartupPacket, TransactionStatus,
+};
 use super::metrics::Metrics;
-use super::migration::{Step, Transfer};
-use super::output::{CancelKeys, Output, Peer, ServerId, Source, Transmit};
+use super::migration::{Context, Failed, OldServerBytes, Progress, Transfer};
+use super::new_server::{NewServer, Read};
+use super::output::{CancelKeys, Output, Outputs, Peer, ServerId, Source};
 use super::safepoint::SafePoint;
 use crate::time::{Instant, Monotonic};
 
@@ -20,20 +25,13 @@ use crate::time::{Instant, Monotonic};
 pub const MAX_TRANSFER_KEY_LEN: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
+enum Phase {
     /// Before the first ReadyForQuery.
     Startup,
     /// Relaying a started session.
     Ready,
     /// The client was closed.
     Closed,
-}
-
-/// Whether a relay loop used up its input, or must be called again (the mode may have
-/// changed).
-pub(super) enum Progress {
-    Exhausted,
-    Again,
 }
 
 /// Sits between one client and its server, relays both directions and moves the session to a
@@ -44,23 +42,22 @@ pub(super) enum Progress {
 /// deadline is [`Machine::poll_timeout`].
 #[derive(Debug)]
 pub struct Machine {
-    pub(super) config: Config,
-    pub(super) phase: Phase,
+    config: Config,
+    phase: Phase,
     /// The server the session is on.
-    pub(super) server_id: ServerId,
-    pub(super) client: Framer,
-    pub(super) server: Framer,
-    pub(super) session: SafePoint,
-    pub(super) startup_params: Vec<(String, String)>,
-    pub(super) client_key: Option<BackendKey>,
-    pub(super) server_key: Option<BackendKey>,
-    pub(super) transfer: Option<Transfer>,
+    server_id: ServerId,
+    client: Framer,
+    server: Framer,
+    session: SafePoint,
+    startup_params: Vec<(String, String)>,
+    client_key: Option<BackendKey>,
+    server_key: Option<BackendKey>,
+    transfer: Option<Transfer>,
     /// Held bytes released by the end of a transfer, relayed before the current call returns.
-    pub(super) replay_client: VecDeque<Bytes>,
-    pub(super) replay_server: VecDeque<Bytes>,
-    pub(super) outputs: VecDeque<Output>,
-    pub(super) metrics: Metrics,
-    pub(super) clock: Monotonic,
+    replay_client: VecDeque<Bytes>,
+    replay_server: VecDeque<Bytes>,
+    outputs: Outputs,
+    clock: Monotonic,
 }
 
 impl Machine {
@@ -80,8 +77,7 @@ impl Machine {
             transfer: None,
             replay_client: VecDeque::new(),
             replay_server: VecDeque::new(),
-            outputs: VecDeque::new(),
-            metrics: Metrics::default(),
+            outputs: Outputs::default(),
             clock: Monotonic::default(),
         }
     }
@@ -90,11 +86,9 @@ impl Machine {
     /// `Config::max_held_client_bytes`, else [`TransferError::HeldClientBytesFull`] and nothing is
     /// taken) and later relayed, once, to whichever server the session ends on.
     pub fn handle_client_input(&mut self, now: Instant, data: Bytes) -> Result<(), TransferError> {
-        if self.phase == Phase::Closed {
-            return Err(TransferError::Closed);
-        }
+        self.ensure_open()?;
         if let Some(t) = self.transfer.as_mut() {
-            if t.step != Step::WaitSafePoint {
+            if !t.waits_for_safe_point() {
                 t.hold_client(data, self.config.max_held_client_bytes)?;
                 self.clock.observe(now);
                 return Ok(());
@@ -115,9 +109,7 @@ impl Machine {
         server: ServerId,
         data: Bytes,
     ) -> Result<(), TransferError> {
-        if self.phase == Phase::Closed {
-            return Err(TransferError::Closed);
-        }
+        self.ensure_open()?;
         if server != self.server_id {
             return self.handle_new_server_input(now, server, data);
         }
@@ -137,9 +129,7 @@ impl Machine {
         key: &str,
         to: ServerId,
     ) -> Result<(), TransferError> {
-        if self.phase == Phase::Closed {
-            return Err(TransferError::Closed);
-        }
+        self.ensure_open()?;
         if self.transfer.is_some() {
             return Err(TransferError::TransferInProgress);
         }
@@ -153,7 +143,7 @@ impl Machine {
             });
         }
         let now = self.clock.observe(now);
-        self.metrics.attempted += 1;
+        self.outputs.metrics_mut().attempted += 1;
         self.transfer = Some(Transfer::new(
             key.into(),
             to,
@@ -167,6 +157,59 @@ impl Machine {
         Ok(())
     }
 
+    /// The adapter connected to `server`, the new server asked for by
+    /// [`Output::DialNewServer`]. The machine writes the StartupMessage.
+    pub fn handle_new_server_connected(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+    ) -> Result<(), TransferError> {
+        self.ensure_open()?;
+        let new_server = new_server_named(&mut self.transfer, server)?;
+        let startup = new_server.connect(&self.startup_params, &self.config)?;
+        let now = self.clock.observe(now);
+        self.send_to_new_server(now, server, startup);
+        self.drain(now);
+        Ok(())
+    }
+
+    /// Instead of dialling, the adapter offers as `server` a connection that is already started, idle and
+    /// reset (a server another session left, see [`Output::ReleaseOldServer`]), for the same
+    /// user, database and startup parameters as this session, with `key` the BackendKeyData it
+    /// sent when it started. The machine skips the startup and writes
+    /// [`super::Dialect::started_server_query`], which carries the token. The connection must
+    /// be at a message boundary: every byte the server sent so far was read and discarded.
+    pub fn handle_new_server_started(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        key: Option<BackendKey>,
+    ) -> Result<(), TransferError> {
+        self.ensure_open()?;
+        let new_server = new_server_named(&mut self.transfer, server)?;
+        let query = new_server.start(key, &self.config.dialect)?;
+        let now = self.clock.observe(now);
+        self.send_to_new_server(now, server, query);
+        self.drain(now);
+        Ok(())
+    }
+
+    /// The new server `server` could not be reached, or its connection broke: the session
+    /// stays on the old server.
+    pub fn handle_new_server_failed(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        reason: &str,
+    ) -> Result<(), TransferError> {
+        self.ensure_open()?;
+        new_server_named(&mut self.transfer, server)?;
+        let now = self.clock.observe(now);
+        self.fail_recoverable(now, Failure::DialFailed(reason.to_string()));
+        self.drain(now);
+        Ok(())
+    }
+
     /// Advance time: a transfer past its deadline fails (fatally if the state query is
     /// outstanding, recoverably otherwise).
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -174,31 +217,28 @@ impl Machine {
         let Some(t) = self.transfer.as_ref() else {
             return;
         };
-        if now < t.deadline {
+        if now < t.deadline() {
             return;
         }
-        match t.step {
-            Step::WaitSafePoint => self.fail_recoverable(now, Failure::NoSafePoint),
-            Step::State(_) => self.close(now, CloseReason::TransferFatal(Failure::Timeout)),
-            _ => self.fail_recoverable(now, Failure::Timeout),
-        }
+        let failed = t.expired();
+        self.fail_transfer(now, failed);
         self.drain(now);
     }
 
     /// The next output, in the order produced; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        self.outputs.pop()
     }
 
     /// When [`Machine::handle_timeout`] must be called next: the deadline of a running transfer.
     /// `None` while no transfer runs (an idle session costs no wake-ups).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.transfer.as_ref().map(|t| t.deadline)
+        self.transfer.as_ref().map(Transfer::deadline)
     }
 
     /// Counters and histograms, as of now.
     pub fn metrics(&self) -> Metrics {
-        self.metrics.clone()
+        self.outputs.metrics().clone()
     }
 
     /// The cancel key the client knows and the one the current server expects. An adapter that
@@ -223,10 +263,7 @@ impl Machine {
 
     /// Whether the session could move right now.
     pub fn at_safe_point(&self) -> bool {
-        self.phase == Phase::Ready
-            && self.session.is_safe()
-            && self.client.at_boundary()
-            && self.server.at_boundary()
+        self.at_safe_point_with(&self.server)
     }
 
     /// Whether a transfer was requested and has not ended.
@@ -246,20 +283,16 @@ impl Machine {
         held + self.client.buffered_len() + self.server.buffered_len()
     }
 
-    pub(super) fn transmit(&mut self, to: Peer, source: Source, data: Bytes) {
-        if data.is_empty() {
-            return;
+    /// Every input is refused once the session is over.
+    fn ensure_open(&self) -> Result<(), TransferError> {
+        if self.phase == Phase::Closed {
+            return Err(TransferError::Closed);
         }
-        match source {
-            Source::Client => self.metrics.client_bytes += data.len() as u64,
-            Source::Server => self.metrics.server_bytes += data.len() as u64,
-            Source::Machine => {}
-        }
-        self.outputs
-            .push_back(Output::Transmit(Transmit { to, source, data }));
+        Ok(())
     }
 
-    pub(super) fn drain(&mut self, now: Instant) {
+    /// Relay the bytes that ended transfers released, until none are left.
+    fn drain(&mut self, now: Instant) {
         while self.phase != Phase::Closed {
             if let Some(data) = self.replay_server.pop_front() {
                 self.server_bytes(now, data);
@@ -274,7 +307,7 @@ impl Machine {
     }
 
     /// Relay client bytes to the current server, tracking the conversation.
-    pub(super) fn client_bytes(&mut self, now: Instant, data: Bytes) {
+    fn client_bytes(&mut self, now: Instant, data: Bytes) {
         let typed = Framer::frontend_typed(self.config.framer);
         let mut framer = core::mem::replace(&mut self.client, typed);
         let mut pos = 0;
@@ -306,11 +339,12 @@ impl Machine {
                     return;
                 }
                 Ok(StartupPacket::SslRequest | StartupPacket::GssEncRequest) => {
-                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
+                    self.outputs
+                        .transmit(Peer::Server(self.server_id), Source::Client, raw);
                     self.server.expect_encryption_answer();
                 }
                 Ok(StartupPacket::CancelRequest(key)) => {
-                    self.outputs.push_back(Output::CancelRequest(key));
+                    self.outputs.push(Output::CancelRequest(key));
                     self.close(now, CloseReason::CancelRequest);
                     return;
                 }
@@ -323,7 +357,8 @@ impl Machine {
                         return;
                     }
                     self.startup_params = params;
-                    self.transmit(Peer::Server(self.server_id), Source::Client, raw);
+                    self.outputs
+                        .transmit(Peer::Server(self.server_id), Source::Client, raw);
                 }
             }
             if framer.is_typed() {
@@ -342,13 +377,13 @@ impl Machine {
                 } else {
                     Source::Client
                 };
-                self.transmit(to, source, data.slice(start..end));
+                self.outputs.transmit(to, source, data.slice(start..end));
             }
         }
     }
 
     /// Process bytes from the current server in whatever mode the transfer calls for.
-    pub(super) fn server_bytes(&mut self, now: Instant, data: Bytes) {
+    fn server_bytes(&mut self, now: Instant, data: Bytes) {
         let placeholder = Framer::new(Side::Backend, self.config.framer);
         let mut framer = core::mem::replace(&mut self.server, placeholder);
         let mut pos = 0;
@@ -356,14 +391,16 @@ impl Machine {
             if self.phase == Phase::Closed {
                 return;
             }
-            let progress = match self.transfer.as_ref().map(|t| t.step) {
-                None | Some(Step::WaitSafePoint) => {
-                    self.server_relay(now, &mut framer, &data, &mut pos)
+            let bytes_for = self
+                .transfer
+                .as_ref()
+                .map_or(OldServerBytes::Relay, Transfer::old_server_bytes);
+            let progress = match bytes_for {
+                OldServerBytes::Relay => self.server_relay(now, &mut framer, &data, &mut pos),
+                OldServerBytes::StateResponse => {
+                    self.state_response(now, &mut framer, &data, &mut pos)
                 }
-                Some(Step::State(expect)) => {
-                    self.state_response(now, expect, &mut framer, &data, &mut pos)
-                }
-                Some(Step::Dial | Step::Auth | Step::Deserialize(_)) => {
+                OldServerBytes::Hold => {
                     self.hold_server(now, data.slice(pos..));
                     Progress::Exhausted
                 }
@@ -406,8 +443,10 @@ impl Machine {
                 self.close(now, reason);
                 return Progress::Again;
             }
-            let waiting =
-                matches!(self.transfer.as_ref(), Some(t) if t.step == Step::WaitSafePoint);
+            let waiting = self
+                .transfer
+                .as_ref()
+                .is_some_and(Transfer::waits_for_safe_point);
             if waiting && framer.at_boundary() && self.at_safe_point_with(framer) {
                 self.relay_run(Peer::Client, data, Some(start), *pos);
                 self.begin_transfer(now);
@@ -418,6 +457,8 @@ impl Machine {
         Progress::Exhausted
     }
 
+    /// Whether the session could move, with `server` the old server's framer (which
+    /// `server_bytes` takes out of the machine while it reads).
     fn at_safe_point_with(&self, server: &Framer) -> bool {
         self.phase == Phase::Ready
             && self.session.is_safe()
@@ -447,8 +488,159 @@ impl Machine {
         Ok(())
     }
 
+    /// The session is at a safe point with a transfer waiting: send the state query.
+    fn begin_transfer(&mut self, now: Instant) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        match t.begin(now, &self.config.dialect) {
+            Ok(query) => {
+                self.outputs
+                    .transmit(Peer::Server(self.server_id), Source::Machine, query)
+            }
+            Err(failure) => self.fail_recoverable(now, failure),
+        }
+    }
+
+    /// Read the old server's answer to the state query.
+    fn state_response(
+        &mut self,
+        now: Instant,
+        framer: &mut Framer,
+        data: &Bytes,
+        pos: &mut usize,
+    ) -> Progress {
+        let Some(t) = self.transfer.as_mut() else {
+            return Progress::Again;
+        };
+        let mut cx = Context {
+            config: &self.config,
+            startup_params: &self.startup_params,
+            session: &mut self.session,
+            out: &mut self.outputs,
+        };
+        match t.read_state_response(&mut cx, framer, data, pos) {
+            Ok(progress) => progress,
+            Err(failed) => {
+                self.fail_transfer(now, failed);
+                Progress::Again
+            }
+        }
+    }
+
+    /// Old-server bytes while the new server is set up: kept for the client in case the
+    /// transfer fails.
+    fn hold_server(&mut self, now: Instant, data: Bytes) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if let Err(failure) = t.hold_server(data, self.config.max_held_server_bytes) {
+            self.fail_recoverable(now, failure);
+        }
+    }
+
+    /// Bytes the new server `server` sent (see [`Machine::handle_server_input`]).
+    fn handle_new_server_input(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        data: Bytes,
+    ) -> Result<(), TransferError> {
+        let new_server = match new_server_named(&mut self.transfer, server) {
+            Err(TransferError::NoNewServer) => return Err(TransferError::UnknownServer(server)),
+            other => other?,
+        };
+        if !new_server.is_connected() {
+            return Err(TransferError::NewServerNotConnected);
+        }
+        let now = self.clock.observe(now);
+        let mut pos = 0;
+        loop {
+            match new_server.read(&self.config, &data, &mut pos) {
+                Read::NeedInput => break,
+                Read::Send(query) => {
+                    self.outputs
+                        .transmit(Peer::Server(server), Source::Machine, query);
+                }
+                Read::Failed(failure) => {
+                    self.fail_recoverable(now, failure);
+                    break;
+                }
+                Read::Ready => {
+                    self.succeed(now);
+                    // Whatever follows is the session's own traffic on its new server.
+                    self.server_bytes(now, data.slice(pos..));
+                    break;
+                }
+            }
+        }
+        self.drain(now);
+        Ok(())
+    }
+
+    /// Write a StartupMessage or query of the machine's own to the new server, or fail the
+    /// transfer when it could not be built.
+    fn send_to_new_server(&mut self, now: Instant, server: ServerId, data: Result<Bytes, Failure>) {
+        match data {
+            Ok(data) => self
+                .outputs
+                .transmit(Peer::Server(server), Source::Machine, data),
+            Err(failure) => self.fail_recoverable(now, failure),
+        }
+    }
+
+    /// The new server is ready: the session is on it now.
+    fn succeed(&mut self, now: Instant) {
+        let Some(moved) = self.transfer.take().and_then(|t| t.succeed(now)) else {
+            return;
+        };
+        // Reusable only if the old server is exactly where the state query's ReadyForQuery
+        // left it: nothing held, no partial message.
+        let idle = moved.discarded == 0 && self.server.at_boundary();
+        let old = self.server_id;
+        if self.config.reuse_old_server && idle {
+            let key = self.server_key.clone();
+            self.outputs
+                .push(Output::ReleaseOldServer { server: old, key });
+        } else {
+            self.outputs
+                .transmit(Peer::Server(old), Source::Machine, build_terminate());
+            self.outputs.push(Output::CloseOldServer(old));
+        }
+        self.server_id = moved.server;
+        self.server = moved.framer;
+        if let Some(key) = moved.key {
+            self.server_key = Some(key);
+        }
+        self.session = SafePoint {
+            ready: Some(TransactionStatus::Idle),
+            ..SafePoint::default()
+        };
+        self.outputs.metrics_mut().discarded_old_server_bytes += moved.discarded as u64;
+        self.outputs.report(moved.outcome);
+        self.replay_client.extend(moved.held_client);
+    }
+
+    /// End the running transfer the way `failed` says.
+    fn fail_transfer(&mut self, now: Instant, failed: Failed) {
+        match failed {
+            Failed::Recoverable(failure) => self.fail_recoverable(now, failure),
+            Failed::Fatal(failure) => self.close(now, CloseReason::TransferFatal(failure)),
+        }
+    }
+
+    /// End the transfer and resume on the old server, relaying what it held back after all.
+    fn fail_recoverable(&mut self, now: Instant, failure: Failure) {
+        let Some(t) = self.transfer.take() else {
+            return;
+        };
+        let held = t.fail(now, Failed::Recoverable(failure), &mut self.outputs);
+        self.replay_server.extend(held.server);
+        self.replay_client.extend(held.client);
+    }
+
     /// End the session: close the client, and fail a running transfer fatally.
-    pub(super) fn close(&mut self, now: Instant, reason: CloseReason) {
+    fn close(&mut self, now: Instant, reason: CloseReason) {
         if self.phase == Phase::Closed {
             return;
         }
@@ -457,17 +649,24 @@ impl Machine {
                 CloseReason::TransferFatal(f) => f.clone(),
                 _ => Failure::SessionClosed,
             };
-            self.metrics.error_fatal += 1;
-            if t.new_server.is_some() {
-                self.outputs.push_back(Output::CloseNewServer(t.to));
-            }
-            let outcome = t.outcome(now, super::output::TransferResult::Fatal(failure));
-            self.metrics.latency_ns.record_duration(outcome.latency);
-            self.outputs.push_back(Output::Outcome(outcome));
+            // What the transfer held back goes nowhere: the client is gone.
+            t.fail(now, Failed::Fatal(failure), &mut self.outputs);
         }
-        self.outputs.push_back(Output::Closed(reason));
+        self.outputs.push(Output::Closed(reason));
         self.phase = Phase::Closed;
     }
+}
+
+/// The running transfer's new server, if `server` names it. It borrows only the transfer, so
+/// the machine's other fields stay usable beside it.
+fn new_server_named(
+    transfer: &mut Option<Transfer>,
+    server: ServerId,
+) -> Result<&mut NewServer, TransferError> {
+    transfer
+        .as_mut()
+        .ok_or(TransferError::NoNewServer)?
+        .new_server(server)
 }
 
 /// A startup packet's bytes from its body (the length field is not part of the body).

@@ -1,5 +1,6 @@
 //! What the migration machine asks its caller to do.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -8,6 +9,7 @@ use bytes::Bytes;
 
 use super::error::{CloseReason, Failure};
 use super::message::BackendKey;
+use super::metrics::Metrics;
 
 /// The caller's name for one server connection: it picks one for the first server in
 /// [`super::Machine::new`] and one for each transfer's new server in
@@ -128,4 +130,56 @@ pub struct CancelKeys {
     pub client: Option<BackendKey>,
     /// The BackendKeyData of the server the session is on now.
     pub server: Option<BackendKey>,
+}
+
+/// The outputs a machine produced that the caller has not drained yet, with the counters that
+/// sum them up. They live together so that relayed bytes are counted as they are queued and a
+/// transfer's end as its outcome is, and a counter never disagrees with the outputs.
+#[derive(Debug, Default)]
+pub(super) struct Outputs {
+    queue: VecDeque<Output>,
+    metrics: Metrics,
+}
+
+impl Outputs {
+    pub(super) fn push(&mut self, output: Output) {
+        self.queue.push_back(output);
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    /// Queue bytes for `to`, counting relayed ones in the metrics. Empty data queues nothing.
+    pub(super) fn transmit(&mut self, to: Peer, source: Source, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match source {
+            Source::Client => self.metrics.client_bytes += data.len() as u64,
+            Source::Server => self.metrics.server_bytes += data.len() as u64,
+            Source::Machine => {}
+        }
+        self.queue
+            .push_back(Output::Transmit(Transmit { to, source, data }));
+    }
+
+    /// Count how a transfer ended and queue its outcome.
+    pub(super) fn report(&mut self, outcome: TransferOutcome) {
+        match outcome.result {
+            TransferResult::Success => self.metrics.success += 1,
+            TransferResult::Recoverable(_) => self.metrics.error_recoverable += 1,
+            TransferResult::Fatal(_) => self.metrics.error_fatal += 1,
+        }
+        self.metrics.latency_ns.record_duration(outcome.latency);
+        self.queue.push_back(Output::Outcome(outcome));
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(super) fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
 }
