@@ -66,12 +66,13 @@ mod machine;
 mod output;
 mod send;
 mod stream;
+mod timers;
 
 pub use bdp::MIN_RTT_LIFETIME;
 pub use config::{Config, Mode, Role};
 pub use error::SessionError;
 pub use machine::Session;
-pub use output::{CloseReason, Output};
+pub use output::{CloseReason, Output, FRAME_OUTPUT_MAX};
 pub use send::ZERO_COPY_MIN;
 pub use stream::Recv;
 
@@ -119,6 +120,11 @@ pub struct Metrics {
     pub pings_sent: u64,
     /// (Mux) The round trips timed with pings, in nanoseconds.
     pub round_trips: Histogram,
+    /// The most bytes that waited for the transport at once (see
+    /// [`Session::queued_output`]): at most `Config::max_queued_output` plus
+    /// [`FRAME_OUTPUT_MAX`], whatever the peer does, with an adapter that stops reading when
+    /// [`Session::wants_input`] says so.
+    pub peak_queued_output: u64,
 }
 
 #[cfg(test)]
@@ -128,3 +134,6 @@ mod tests;
 
 #[cfg(test)]
 mod mux_tests;
+
+#[cfg(test)]
+mod bound_tests;
