@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use weir::mux::session::{Config, Role};
+use weir::mux::session::{Config, Metrics, Role};
 use weir::mux::wire::Metadata;
 
 use crate::driver;
@@ -21,7 +21,7 @@ use crate::incoming::IncomingStream;
 #[derive(Debug)]
 pub struct Server {
     // Keeps the connection task alive while the server exists.
-    _handle: Handle,
+    handle: Handle,
     incoming: mpsc::Receiver<IncomingStream>,
 }
 
@@ -34,10 +34,13 @@ impl Server {
     {
         let (handle, incoming) = driver::spawn(io, Role::Server, config);
         let incoming = incoming.unwrap_or_else(|| mpsc::channel(1).1);
-        Server {
-            _handle: handle,
-            incoming,
-        }
+        Server { handle, incoming }
+    }
+
+    /// The connection's counters so far (see [`Metrics`]): among them the most bytes that
+    /// waited for a peer that reads slowly, or not at all.
+    pub async fn metrics(&self) -> Result<Metrics, crate::Error> {
+        self.handle.metrics().await
     }
 
     /// The next stream the peer opened, or `None` once the peer has closed the connection (or
