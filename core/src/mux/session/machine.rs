@@ -18,9 +18,11 @@ use crate::time::{Instant, Monotonic};
 
 /// One DRPC connection, client or server side, with no IO inside.
 ///
-/// Feed it the peer's bytes with [`Session::handle_input`] and the application's calls with the
-/// stream methods; then drain [`Session::poll_output`] (bytes to write, many frames in one
-/// buffer, and reports for the application) until it returns `None`. A peer that breaks the
+/// Feed it the peer's bytes with [`Session::handle_input`] while [`Session::wants_input`]
+/// holds, the application's calls with the stream methods, the bytes the transport took with
+/// [`Session::handle_written`] and the timer with [`Session::handle_timeout`]; then drain
+/// [`Session::poll_output`] (bytes to write, many frames in one buffer, and reports for the
+/// application) until it returns `None`, and arm the timer for [`Session::poll_timeout`]. A peer that breaks the
 /// protocol is not an error of `handle_input`: the session reports it once as
 /// [`Output::Closed`], last, and every later call returns [`SessionError::Closed`].
 #[derive(Debug)]
