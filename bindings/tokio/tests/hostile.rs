@@ -85,7 +85,7 @@ async fn a_peer_that_floods_invokes_and_never_reads_is_held_to_the_output_bound(
     }
     let metrics = server.metrics().await.unwrap();
     let (sent, _socket) = flooder.await.unwrap();
-    assert!(calls >= 20, "{calls} calls answered");
+    assert!(calls >= 10, "{calls} calls answered");
     assert_eq!(held.len(), config.max_concurrent_streams);
     assert!(metrics.streams_refused > 0);
     assert!(
