@@ -55,6 +55,7 @@ impl Pair {
             let mut moved = false;
             while let Some(output) = self.client.poll_output() {
                 if let Output::Transmit(bytes) = output {
+                    self.client.handle_written(bytes.len());
                     self.server.handle_input(NOW, &bytes).unwrap();
                     moved = true;
                 }
@@ -62,6 +63,7 @@ impl Pair {
             while let Some(output) = self.server.poll_output() {
                 match output {
                     Output::Transmit(bytes) => {
+                        self.server.handle_written(bytes.len());
                         self.client.handle_input(NOW, &bytes).unwrap();
                         moved = true;
                     }
@@ -78,6 +80,7 @@ impl Pair {
     fn client_transmit(&mut self) -> Option<Bytes> {
         while let Some(output) = self.client.poll_output() {
             if let Output::Transmit(bytes) = output {
+                self.client.handle_written(bytes.len());
                 return Some(bytes);
             }
         }
@@ -98,7 +101,10 @@ impl Pair {
                             black_box(m);
                         }
                     }
-                    Output::Transmit(bytes) => self.client.handle_input(NOW, &bytes).unwrap(),
+                    Output::Transmit(bytes) => {
+                        self.server.handle_written(bytes.len());
+                        self.client.handle_input(NOW, &bytes).unwrap();
+                    }
                     _ => {}
                 }
             }

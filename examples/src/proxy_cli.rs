@@ -22,6 +22,11 @@ options:
   --max-idle-per-backend N
                          server connections that moved sessions left, kept per backend
                          for later moves (default 16, 0 = close them; postgres dialect)
+  --login-timeout-s N    close a client that has not finished its startup N seconds
+                         after connecting (default 60)
+  --max-client-connections N
+                         client connections open at once; one more is refused with
+                         SQLSTATE 53300 (default 1000)
   --stats-every-s N      print the proxy's metrics every N seconds (default 10, 0 = never)
   --quiet                log only warnings and errors
   --help                 print this text";
@@ -43,6 +48,10 @@ pub struct Options {
     pub stats_every: Option<Duration>,
     /// Server connections kept per backend for reuse.
     pub max_idle_per_backend: usize,
+    /// How long a client has to finish its startup.
+    pub login_timeout: Duration,
+    /// Client connections open at once at most.
+    pub max_client_connections: usize,
     /// Log only warnings and errors.
     pub quiet: bool,
 }
@@ -77,6 +86,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         move_every: None,
         stats_every: Some(Duration::from_secs(10)),
         max_idle_per_backend: 16,
+        login_timeout: Duration::from_secs(60),
+        max_client_connections: 1_000,
         quiet: false,
     };
     let mut args = args.into_iter();
@@ -117,6 +128,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
                     CliError::Bad(format!("{flag} needs a whole number, not {v:?}"))
                 })?;
             }
+            "--login-timeout-s" => {
+                options.login_timeout = Duration::from_secs(positive(&flag, &value()?)? as u64)
+            }
+            "--max-client-connections" => {
+                options.max_client_connections = positive(&flag, &value()?)?
+            }
             other => return Err(CliError::Bad(format!("unknown flag {other:?}"))),
         }
     }
@@ -133,6 +150,16 @@ fn address(flag: &str, value: &str) -> Result<SocketAddr, CliError> {
         .map_err(|e| bad(e.to_string()))?
         .next()
         .ok_or_else(|| bad("the name has no address".into()))
+}
+
+/// A whole number above 0.
+fn positive(flag: &str, value: &str) -> Result<usize, CliError> {
+    match value.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(CliError::Bad(format!(
+            "{flag} needs a whole number above 0, not {value:?}"
+        ))),
+    }
 }
 
 /// A period in whole units; 0 means never.
@@ -156,7 +183,7 @@ mod tests {
         let o = parse(args(
             "--listen 127.0.0.1:7000 --backend 127.0.0.1:5432 --backend 127.0.0.1:5433 \
              --dialect postgres --rebalance-ms 500 --move-every-ms 100 --stats-every-s 0 --quiet \
-             --max-idle-per-backend 3",
+             --max-idle-per-backend 3 --login-timeout-s 5 --max-client-connections 20",
         ))
         .unwrap();
         assert_eq!(o.listen, "127.0.0.1:7000".parse().unwrap());
@@ -166,6 +193,8 @@ mod tests {
         assert_eq!(o.move_every, Some(Duration::from_millis(100)));
         assert_eq!(o.stats_every, None);
         assert_eq!(o.max_idle_per_backend, 3);
+        assert_eq!(o.login_timeout, Duration::from_secs(5));
+        assert_eq!(o.max_client_connections, 20);
         assert!(o.quiet);
     }
 
@@ -189,6 +218,14 @@ mod tests {
         assert_eq!(
             bad("--backend 127.0.0.1:1 --max-idle-per-backend -1"),
             "--max-idle-per-backend needs a whole number, not \"-1\""
+        );
+        assert_eq!(
+            bad("--backend 127.0.0.1:1 --login-timeout-s 0"),
+            "--login-timeout-s needs a whole number above 0, not \"0\""
+        );
+        assert_eq!(
+            bad("--backend 127.0.0.1:1 --max-client-connections many"),
+            "--max-client-connections needs a whole number above 0, not \"many\""
         );
         assert_eq!(bad("--frobnicate"), "unknown flag \"--frobnicate\"");
         assert_eq!(parse(args("--help")), Err(CliError::Help));

@@ -77,7 +77,11 @@ impl Side {
     fn collect(&mut self) {
         while let Some(output) = self.session.poll_output() {
             match output {
-                Output::Transmit(bytes) => self.in_flight.extend_from_slice(&bytes),
+                Output::Transmit(bytes) => {
+                    // The transport takes the bytes at once; the link holds them.
+                    self.in_flight.extend_from_slice(&bytes);
+                    self.session.handle_written(bytes.len());
+                }
                 Output::Opened { stream, .. } => self.stream = Some(stream),
                 Output::Closed(reason) => panic!("a weir peer broke the protocol: {reason}"),
                 _ => {}

@@ -177,7 +177,10 @@ impl EchoServer {
                 continue;
             }
             match output {
-                Output::Transmit(bytes) => self.sent.extend_from_slice(&bytes),
+                Output::Transmit(bytes) => {
+                    self.sent.extend_from_slice(&bytes);
+                    session.handle_written(bytes.len());
+                }
                 Output::Closed(reason) => panic!("the server closed the connection: {reason}"),
                 report => self.reports.push(report),
             }
@@ -253,7 +256,10 @@ impl EchoServer {
 fn drain(session: &mut Session, out: &mut Vec<u8>) {
     while let Some(output) = session.poll_output() {
         match output {
-            Output::Transmit(bytes) => out.extend_from_slice(&bytes),
+            Output::Transmit(bytes) => {
+                out.extend_from_slice(&bytes);
+                session.handle_written(bytes.len());
+            }
             Output::Closed(reason) => panic!("the session closed the connection: {reason}"),
             _ => {}
         }

@@ -291,7 +291,10 @@ fn run(seed: u64, streams: u64) {
         servers.retain(|_, s| !s.closed);
         while let Some(output) = client.poll_output() {
             match output {
-                Output::Transmit(bytes) => up.send(now, &bytes, &mut rng),
+                Output::Transmit(bytes) => {
+                    up.send(now, &bytes, &mut rng);
+                    client.handle_written(bytes.len());
+                }
                 Output::Finished(_) => {
                     finished += 1;
                     last_progress = now;
@@ -322,7 +325,10 @@ fn run(seed: u64, streams: u64) {
         up.deliver(now, &mut server);
         while let Some(output) = client.poll_output() {
             match output {
-                Output::Transmit(bytes) => up.send(now, &bytes, &mut rng),
+                Output::Transmit(bytes) => {
+                    up.send(now, &bytes, &mut rng);
+                    client.handle_written(bytes.len());
+                }
                 Output::Closed(reason) => panic!("seed {seed}: client closed: {reason}"),
                 _ => {}
             }
@@ -374,7 +380,10 @@ fn server_outputs(
 ) {
     while let Some(output) = server.poll_output() {
         match output {
-            Output::Transmit(bytes) => down.send(now, &bytes, rng),
+            Output::Transmit(bytes) => {
+                down.send(now, &bytes, rng);
+                server.handle_written(bytes.len());
+            }
             Output::Opened { stream, .. } => {
                 servers.insert(stream, ServerStream::default());
             }

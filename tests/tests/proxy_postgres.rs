@@ -22,6 +22,11 @@ struct Setup {
 
 /// Start `n` clusters (in parallel) with the test tables and a proxy over them.
 async fn setup(n: usize, rebalance: Option<RebalanceConfig>) -> Setup {
+    setup_with(n, |config| config.rebalance = rebalance).await
+}
+
+/// [`setup`], with the proxy's configuration changed by `configure`.
+async fn setup_with(n: usize, configure: impl FnOnce(&mut ProxyConfig)) -> Setup {
     let starts: Vec<_> = (0..n)
         .map(|_| tokio::task::spawn_blocking(Cluster::start))
         .collect();
@@ -39,7 +44,7 @@ async fn setup(n: usize, rebalance: Option<RebalanceConfig>) -> Setup {
     }
     let mut config = ProxyConfig::new(clusters.iter().map(Cluster::addr).collect());
     config.transfer = Config::with_dialect(Dialect::postgres());
-    config.rebalance = rebalance;
+    configure(&mut config);
     let proxy = Proxy::bind("127.0.0.1:0", config).await.unwrap();
     Setup { clusters, proxy }
 }
@@ -709,4 +714,38 @@ async fn psql_works_through_the_proxy_while_it_moves() {
         stdout,
         format!("before|{first}\n\nafter|{second}|psql-through-weir\ndone\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_after_the_login_timeout_while_a_real_one_gets_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let login_timeout = Duration::from_millis(500);
+    let s = setup_with(1, |config| config.login_timeout = login_timeout).await;
+    let addr = s.proxy.local_addr();
+    let start = std::time::Instant::now();
+    // One client says nothing; the other sends an SSLRequest and half a StartupMessage.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, 0, 0, 0, 40, 0, 3])
+        .await
+        .unwrap();
+    // Meanwhile a real client logs in and works.
+    let (conn, _) = s.connect().await;
+    let one: i32 = conn.client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
+    for (client, answered) in [(&mut silent, &b""[..]), (&mut slow, &b"N"[..])] {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut got))
+            .await
+            .expect("closed after the login timeout")
+            .unwrap();
+        assert_eq!(got, answered);
+    }
+    assert!(start.elapsed() >= login_timeout);
+    assert_eq!(s.proxy.metrics().login_timeouts, 2);
+    // The real client's session is not bound by the login timeout.
+    let two: i32 = conn.client.query_one("SELECT 2", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2);
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use weir::mux::session::{Config, Role};
+use weir::mux::session::{Config, Metrics, Role};
 use weir::mux::wire::Metadata;
 
 use crate::driver;
@@ -33,6 +33,11 @@ impl Client {
         self.handle
             .open(Bytes::copy_from_slice(rpc.as_bytes()), metadata.clone())
             .await
+    }
+
+    /// The connection's counters so far (see [`Metrics`]).
+    pub async fn metrics(&self) -> Result<Metrics, Error> {
+        self.handle.metrics().await
     }
 
     /// A unary call, as Go DRPC's `Invoke`: open, send `request`, close the send side, read one

@@ -103,6 +103,7 @@ where
         opens: VecDeque::new(),
         handles_gone: false,
         eof: false,
+        held: false,
         failure,
     };
     tokio::spawn(driver.run().instrument(span));
@@ -132,6 +133,8 @@ struct Driver<IO> {
     handles_gone: bool,
     /// The peer closed its sending side.
     eof: bool,
+    /// `input` may hold whole frames the session did not take, its output being full.
+    held: bool,
     failure: Arc<OnceLock<Error>>,
 }
 
@@ -167,11 +170,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
     }
 
     async fn serve(&mut self) -> Result<(), Error> {
+        // The session's timers start at the first time it sees.
+        let now = self.now();
+        self.session.handle_timeout(now);
         let mut moved = 0;
         loop {
             if moved >= YIELD_AFTER {
                 moved = 0;
                 tokio::task::yield_now().await;
+            }
+            if self.held && self.wants_input() {
+                self.feed()?;
             }
             self.pump()?;
             if self.handles_gone && self.out_pos == self.out.len() {
@@ -179,7 +188,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             }
             let read = !self.eof && self.wants_input();
             let writing = self.out_pos < self.out.len();
-            // No timer runs in a session today; the arm follows `poll_timeout` all the same.
             let timer = self
                 .session
                 .poll_timeout()
@@ -214,10 +222,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                     if got == 0 {
                         self.peer_closed();
                     } else {
-                        let now = self.now();
-                        self.session
-                            .handle_input_buf(now, &mut self.input)
-                            .map_err(Error::from_session)?;
+                        self.feed()?;
                     }
                 }
                 () = sleep_until(timer.unwrap_or(self.epoch)), if timer.is_some() => {
@@ -228,13 +233,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
         }
     }
 
-    /// Compat mode has no credit: stop reading while the application is behind, unless it
-    /// waits for data (a partly received message must be able to complete).
+    /// Hand the session what `input` holds. While its output waits for a peer that does not
+    /// read, the session takes no more: the rest stays in `input` and nothing more is read.
+    fn feed(&mut self) -> Result<(), Error> {
+        let now = self.now();
+        self.session
+            .handle_input_buf(now, &mut self.input)
+            .map_err(Error::from_session)?;
+        self.held = !self.session.wants_input();
+        Ok(())
+    }
+
+    /// Stop reading while the peer leaves `max_queued_output` bytes unread. Compat mode has no
+    /// credit: stop reading too while the application is behind, unless it waits for data (a
+    /// partly received message must be able to complete).
     fn wants_input(&self) -> bool {
         let config = self.session.config();
-        config.mode == Mode::Mux
-            || self.session.buffered_bytes() < (config.max_unread_per_stream / 2) as u64
-            || self.waiters.values().any(|w| w.recv.is_some())
+        self.session.wants_input()
+            && (config.mode == Mode::Mux
+                || self.session.buffered_bytes() < (config.max_unread_per_stream / 2) as u64
+                || self.waiters.values().any(|w| w.recv.is_some()))
     }
 
     /// Handle every output and retry parked requests, until nothing moves.
@@ -374,6 +392,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             Op::Close => self.session.close(now, stream),
             Op::Cancel => self.session.cancel(now, stream),
             Op::SendError { code, message } => self.session.send_error(now, stream, code, message),
+            Op::Metrics => {
+                let _ = reply.send(Ok(Reply::Metrics(Box::new(self.session.metrics()))));
+                return;
+            }
         };
         let _ = reply.send(result.map(|()| Reply::Done).map_err(Error::from_session));
         // Ending a stream locally ends its parked requests too.

@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
+use weir::mux::session::Metrics;
 use weir::mux::wire::Metadata;
 
 use crate::Error;
@@ -34,6 +35,8 @@ pub(crate) enum Op {
         code: u64,
         message: String,
     },
+    /// The session's counters (`stream` is 0).
+    Metrics,
 }
 
 /// The connection task's answer.
@@ -42,6 +45,7 @@ pub(crate) enum Reply {
     Opened(u64),
     Done,
     Message(Option<Bytes>),
+    Metrics(Box<Metrics>),
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, Error>>;
@@ -102,6 +106,14 @@ impl Handle {
         }
     }
 
+    /// A snapshot of the session's counters, taken by the connection task.
+    pub async fn metrics(&self) -> Result<Metrics, Error> {
+        match self.request(0, Op::Metrics).await? {
+            Reply::Metrics(metrics) => Ok(*metrics),
+            other => unreachable_reply(other),
+        }
+    }
+
     pub async fn open(&self, rpc: Bytes, metadata: Metadata) -> Result<Stream, Error> {
         let span = tracing::debug_span!(parent: &self.span, "stream", rpc = %String::from_utf8_lossy(&rpc), id = tracing::field::Empty);
         match self
@@ -118,8 +130,8 @@ impl Handle {
     }
 }
 
-/// The connection task answers `Op::Open` with `Reply::Opened` and `Op::Recv` with
-/// `Reply::Message`; anything else would be a bug in this crate, reported as a closed
+/// The connection task answers `Op::Open` with `Reply::Opened`, `Op::Recv` with
+/// `Reply::Message` and `Op::Metrics` with `Reply::Metrics`; anything else would be a bug in this crate, reported as a closed
 /// connection rather than a panic.
 fn unreachable_reply<T>(reply: Reply) -> Result<T, Error> {
     debug_assert!(false, "unexpected reply {reply:?}");

@@ -37,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod accept;
 mod client;
 mod driver;
 mod error;
@@ -49,4 +50,4 @@ pub use client::Client;
 pub use error::Error;
 pub use handle::Stream;
 pub use incoming::IncomingStream;
-pub use server::{Request, Router, Server, Status};
+pub use server::{Request, Router, ServeConfig, Server, Status};

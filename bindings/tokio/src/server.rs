@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use weir::mux::session::{Config, Role};
+use weir::mux::session::{Config, Metrics, Role};
 use weir::mux::wire::Metadata;
 
 use crate::driver;
@@ -21,7 +21,7 @@ use crate::incoming::IncomingStream;
 #[derive(Debug)]
 pub struct Server {
     // Keeps the connection task alive while the server exists.
-    _handle: Handle,
+    handle: Handle,
     incoming: mpsc::Receiver<IncomingStream>,
 }
 
@@ -34,16 +34,40 @@ impl Server {
     {
         let (handle, incoming) = driver::spawn(io, Role::Server, config);
         let incoming = incoming.unwrap_or_else(|| mpsc::channel(1).1);
-        Server {
-            _handle: handle,
-            incoming,
-        }
+        Server { handle, incoming }
+    }
+
+    /// The connection's counters so far (see [`Metrics`]): among them the most bytes that
+    /// waited for a peer that reads slowly, or not at all.
+    pub async fn metrics(&self) -> Result<Metrics, crate::Error> {
+        self.handle.metrics().await
     }
 
     /// The next stream the peer opened, or `None` once the peer has closed the connection (or
     /// it failed).
     pub async fn accept(&mut self) -> Option<IncomingStream> {
         self.incoming.recv().await
+    }
+}
+
+/// How [`Router::serve_tcp_with`] serves a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeConfig {
+    /// Every connection's session configuration.
+    pub session: Config,
+    /// Connections served at once at most; one accepted past it is closed at once. Each holds
+    /// a file descriptor, a task and its session's buffers, so keep it under the process's
+    /// `RLIMIT_NOFILE`. Default 10,000.
+    pub max_connections: usize,
+}
+
+impl ServeConfig {
+    /// `session` for every connection, and the default limits.
+    pub fn new(session: Config) -> ServeConfig {
+        ServeConfig {
+            session,
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -160,17 +184,42 @@ impl Router {
         while handlers.join_next().await.is_some() {}
     }
 
-    /// Serve every connection `listener` accepts, each in a task of its own, with `config`.
-    pub async fn serve_tcp(
-        &self,
-        listener: tokio::net::TcpListener,
-        config: Config,
-    ) -> std::io::Result<()> {
+    /// Serve every connection `listener` accepts, each in a task of its own, with `config`
+    /// and the other defaults of [`ServeConfig`]. See [`Router::serve_tcp_with`].
+    pub async fn serve_tcp(&self, listener: tokio::net::TcpListener, config: Config) {
+        self.serve_tcp_with(listener, ServeConfig::new(config))
+            .await
+    }
+
+    /// Serve every connection `listener` accepts, each in a task of its own, until this future
+    /// is dropped; the connections' tasks outlive it.
+    ///
+    /// An accept error does not stop the server: it is logged, and the next accept waits a
+    /// moment when the error is not one connection's own (out of file descriptors, say). A
+    /// connection past [`ServeConfig::max_connections`] is closed as soon as it is accepted,
+    /// with a warning in the log.
+    pub async fn serve_tcp_with(&self, listener: tokio::net::TcpListener, config: ServeConfig) {
+        let open = Arc::new(Semaphore::new(config.max_connections));
         loop {
-            let (socket, _) = listener.accept().await?;
-            socket.set_nodelay(true)?;
+            let (socket, peer) = crate::accept::accept(&listener).await;
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    %peer,
+                    "connection closed: {} connections are open already",
+                    config.max_connections
+                );
+                continue;
+            };
+            if let Err(e) = socket.set_nodelay(true) {
+                tracing::debug!(%peer, "connection closed: {e}");
+                continue;
+            }
             let router = self.clone();
-            tokio::spawn(async move { router.serve(Server::new(socket, config)).await });
+            let session = config.session;
+            tokio::spawn(async move {
+                router.serve(Server::new(socket, session)).await;
+                drop(permit);
+            });
         }
     }
 

@@ -40,7 +40,10 @@ impl Replay {
     fn flush(&mut self) {
         while let Some(output) = self.session.poll_output() {
             match output {
-                Output::Transmit(bytes) => self.sent += bytes.len(),
+                Output::Transmit(bytes) => {
+                    self.sent += bytes.len();
+                    self.session.handle_written(bytes.len());
+                }
                 Output::Closed(reason) => panic!("the replay closed the connection: {reason}"),
                 _ => {}
             }

@@ -2,38 +2,52 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use weir::transfer::frontend::{Frontend, FrontendConfig, FrontendOutput};
+//! use weir::time::Instant;
+//! use weir::transfer::frontend::{Frontend, FrontendCloseReason, FrontendConfig, FrontendOutput};
 //! use weir::transfer::message::build_startup_message;
 //!
-//! let mut client = Frontend::new(FrontendConfig::default());
+//! let now = Instant::from_secs(1);
+//! let mut client = Frontend::new(now, FrontendConfig::default());
+//! // The client has until the login timeout (60 s by default) to finish its startup.
+//! assert_eq!(client.poll_timeout(), Some(Instant::from_secs(61)));
+//!
 //! // An SSLRequest: the proxy speaks plaintext, so it answers `N`.
-//! client.handle_input(Bytes::from_static(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])).unwrap();
+//! client.handle_input(now, Bytes::from_static(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])).unwrap();
 //! assert_eq!(client.poll_output(), Some(FrontendOutput::Transmit(Bytes::from_static(b"N"))));
 //! assert_eq!(client.poll_output(), None);
 //!
 //! // Then the StartupMessage, in two pieces: it comes out whole, for a transfer::Machine.
 //! let startup = build_startup_message([("user", "alice")], 10_000).unwrap();
-//! client.handle_input(startup.slice(..5)).unwrap();
+//! client.handle_input(now, startup.slice(..5)).unwrap();
 //! assert_eq!(client.poll_output(), None);
-//! client.handle_input(startup.slice(5..)).unwrap();
+//! client.handle_input(now, startup.slice(5..)).unwrap();
 //! assert_eq!(client.poll_output(), Some(FrontendOutput::Startup(startup)));
 //! assert!(client.is_finished());
+//! assert_eq!(client.poll_timeout(), None);
+//!
+//! // A client that sends nothing is let go when its time is up.
+//! let mut silent = Frontend::new(now, FrontendConfig::default());
+//! silent.handle_timeout(Instant::from_secs(61));
+//! assert_eq!(silent.poll_output(), Some(FrontendOutput::Closed(FrontendCloseReason::LoginTimeout)));
 //! ```
 //!
 //! A [`Frontend`] answers SSLRequest and GSSENCRequest with `N` (the proxy terminates no
 //! encryption), and ends in exactly one final output, the last one: the StartupMessage
 //! ([`FrontendOutput::Startup`]), a CancelRequest ([`FrontendOutput::Cancel`]) or a reason to
-//! hang up ([`FrontendOutput::Closed`]). [`build_error_response`] builds the last words a
-//! proxy sends a client it cannot serve.
+//! hang up ([`FrontendOutput::Closed`]), which includes a client that has not finished within
+//! [`FrontendConfig::login_timeout`] (PgBouncer's `client_login_timeout`) of its start.
+//! [`build_error_response`] builds the last words a proxy sends a client it cannot serve.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::ParseError;
 use super::message::{BackendKey, StartupPacket};
 use crate::error::{ErrorKind, Kind};
+use crate::time::{Instant, Monotonic};
 
 /// How a [`Frontend`] reads the first packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +58,10 @@ pub struct FrontendConfig {
     /// Encryption requests answered `N` before the client is refused (libpq sends at most one
     /// of each kind): the one after them is answered, then the connection closed. Default 2.
     pub max_encryption_requests: usize,
+    /// The client must have sent its StartupMessage or CancelRequest this long after the
+    /// frontend started, or it is closed with [`FrontendCloseReason::LoginTimeout`]: a client
+    /// that never finishes would otherwise hold its connection forever. Default 60 s.
+    pub login_timeout: Duration,
 }
 
 impl Default for FrontendConfig {
@@ -51,6 +69,7 @@ impl Default for FrontendConfig {
         FrontendConfig {
             max_startup_len: 10_000,
             max_encryption_requests: 2,
+            login_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -88,6 +107,9 @@ pub enum FrontendCloseReason {
     /// More encryption requests than `FrontendConfig::max_encryption_requests`.
     #[error("too many encryption requests")]
     TooManyEncryptionRequests,
+    /// `FrontendConfig::login_timeout` passed before the client finished its startup.
+    #[error("the client did not finish its startup within the login timeout")]
+    LoginTimeout,
 }
 
 /// Why a call to a [`Frontend`] was refused. The call had no effect.
@@ -112,6 +134,8 @@ impl Kind for FrontendError {
 #[derive(Debug)]
 pub struct Frontend {
     config: FrontendConfig,
+    clock: Monotonic,
+    deadline: Instant,
     /// Bytes of the packet being read.
     buf: Vec<u8>,
     encryption_requests: usize,
@@ -120,10 +144,14 @@ pub struct Frontend {
 }
 
 impl Frontend {
-    /// A frontend for a client that has just connected.
-    pub fn new(config: FrontendConfig) -> Frontend {
+    /// A frontend for a client that connected at `now`: its login timeout runs from here.
+    pub fn new(now: Instant, config: FrontendConfig) -> Frontend {
+        let mut clock = Monotonic::default();
+        let now = clock.observe(now);
         Frontend {
+            deadline: now + config.login_timeout,
             config,
+            clock,
             buf: Vec::new(),
             encryption_requests: 0,
             finished: false,
@@ -131,11 +159,13 @@ impl Frontend {
         }
     }
 
-    /// Bytes the client sent.
-    pub fn handle_input(&mut self, data: Bytes) -> Result<(), FrontendError> {
+    /// Bytes the client sent. They are read whatever the time: only
+    /// [`Frontend::handle_timeout`] closes a client that is late.
+    pub fn handle_input(&mut self, now: Instant, data: Bytes) -> Result<(), FrontendError> {
         if self.finished {
             return Err(FrontendError::Closed);
         }
+        self.clock.observe(now);
         let mut pos = 0;
         while !self.finished && pos < data.len() {
             // The length field first, then the rest of the packet it announces.
@@ -162,9 +192,23 @@ impl Frontend {
         Ok(())
     }
 
+    /// Advance time: past the login timeout, a client that has not finished is closed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.clock.observe(now);
+        if !self.finished && now >= self.deadline {
+            self.finish(FrontendOutput::Closed(FrontendCloseReason::LoginTimeout));
+        }
+    }
+
     /// The next output, in the order produced; `None` when there is nothing to do.
     pub fn poll_output(&mut self) -> Option<FrontendOutput> {
         self.outputs.pop_front()
+    }
+
+    /// When [`Frontend::handle_timeout`] must be called next: the end of the login timeout;
+    /// `None` once finished.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.finished).then_some(self.deadline)
     }
 
     /// Whether the final output was produced.
@@ -244,11 +288,13 @@ mod tests {
 
     const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
+    const T0: Instant = Instant::from_secs(100);
+
     fn run(input: &[u8]) -> Vec<FrontendOutput> {
-        let mut f = Frontend::new(FrontendConfig::default());
+        let mut f = Frontend::new(T0, FrontendConfig::default());
         // One byte at a time: packets split anywhere read the same.
         for b in input {
-            if f.handle_input(Bytes::copy_from_slice(&[*b])).is_err() {
+            if f.handle_input(T0, Bytes::copy_from_slice(&[*b])).is_err() {
                 break;
             }
         }
@@ -268,15 +314,15 @@ mod tests {
             ]
         );
         // Bytes after the StartupMessage in the same input follow it.
-        let mut f = Frontend::new(FrontendConfig::default());
+        let mut f = Frontend::new(T0, FrontendConfig::default());
         let mut both = startup.to_vec();
         both.extend_from_slice(b"Q\0\0\0\x05x");
-        f.handle_input(Bytes::from(both.clone())).unwrap();
+        f.handle_input(T0, Bytes::from(both.clone())).unwrap();
         assert_eq!(
             f.poll_output(),
             Some(FrontendOutput::Startup(Bytes::from(both)))
         );
-        assert_eq!(f.handle_input(Bytes::new()), Err(FrontendError::Closed));
+        assert_eq!(f.handle_input(T0, Bytes::new()), Err(FrontendError::Closed));
         assert_eq!(FrontendError::Closed.kind(), ErrorKind::Closed);
     }
 
@@ -321,13 +367,16 @@ mod tests {
         assert_eq!(run(&[0, 0, 0, 8, 0, 0]), []);
         // A limit below the shortest packet refuses every length, holding no more than the
         // length field.
-        let mut f = Frontend::new(FrontendConfig {
-            max_startup_len: 0,
-            ..FrontendConfig::default()
-        });
-        f.handle_input(Bytes::from_static(&[0, 0, 0])).unwrap();
+        let mut f = Frontend::new(
+            T0,
+            FrontendConfig {
+                max_startup_len: 0,
+                ..FrontendConfig::default()
+            },
+        );
+        f.handle_input(T0, Bytes::from_static(&[0, 0, 0])).unwrap();
         assert_eq!(f.buffered_len(), 3);
-        f.handle_input(Bytes::from_static(&[8, 1])).unwrap();
+        f.handle_input(T0, Bytes::from_static(&[8, 1])).unwrap();
         assert_eq!(f.buffered_len(), 0);
         assert_eq!(
             f.poll_output(),
@@ -336,6 +385,91 @@ mod tests {
                 max: 0
             }))
         );
+    }
+
+    fn login_timeout(ms: u64) -> FrontendConfig {
+        FrontendConfig {
+            login_timeout: Duration::from_millis(ms),
+            ..FrontendConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_client_that_does_not_finish_in_time_is_closed() {
+        let timed_out = FrontendOutput::Closed(FrontendCloseReason::LoginTimeout);
+        let deadline = T0 + Duration::from_millis(500);
+
+        // Silent: nothing before the deadline, closed at it, and nothing more after.
+        let mut f = Frontend::new(T0, login_timeout(500));
+        assert_eq!(f.poll_timeout(), Some(deadline));
+        f.handle_timeout(deadline - Duration::from_nanos(1));
+        assert_eq!(f.poll_output(), None);
+        f.handle_timeout(deadline);
+        assert_eq!(f.poll_output(), Some(timed_out.clone()));
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.poll_timeout(), None);
+        assert!(f.is_finished());
+        f.handle_timeout(deadline + Duration::from_secs(1));
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(
+            f.handle_input(deadline, Bytes::from_static(&SSL_REQUEST))
+                .map_err(|e| e.kind()),
+            Err(ErrorKind::Closed)
+        );
+
+        // Input does not push the deadline back: an SSLRequest answered, half a startup, closed.
+        let startup = build_startup_message([("user", "alice")], 10_000).unwrap();
+        let mut f = Frontend::new(T0, login_timeout(500));
+        let later = T0 + Duration::from_millis(400);
+        f.handle_input(later, Bytes::from_static(&SSL_REQUEST))
+            .unwrap();
+        f.handle_input(later, startup.slice(..6)).unwrap();
+        assert_eq!(f.poll_timeout(), Some(deadline));
+        f.handle_timeout(deadline + Duration::from_millis(1));
+        assert_eq!(
+            core::iter::from_fn(|| f.poll_output()).collect::<Vec<_>>(),
+            [
+                FrontendOutput::Transmit(Bytes::from_static(b"N")),
+                timed_out
+            ]
+        );
+        assert_eq!(f.buffered_len(), 0);
+
+        // Finished in time: no timer, and a late timeout changes nothing.
+        let mut f = Frontend::new(T0, login_timeout(500));
+        f.handle_input(later, startup.clone()).unwrap();
+        assert_eq!(f.poll_timeout(), None);
+        f.handle_timeout(deadline);
+        assert_eq!(f.poll_output(), Some(FrontendOutput::Startup(startup)));
+        assert_eq!(f.poll_output(), None);
+    }
+
+    #[test]
+    fn time_that_goes_back_is_no_time() {
+        let mut f = Frontend::new(T0, login_timeout(500));
+        f.handle_input(T0 + Duration::from_millis(499), Bytes::from_static(&[0]))
+            .unwrap();
+        // A clock stepped back: no time passed, the deadline is where it was.
+        f.handle_timeout(Instant::ZERO);
+        assert_eq!(f.poll_output(), None);
+        assert_eq!(f.poll_timeout(), Some(T0 + Duration::from_millis(500)));
+        // A timeout of zero ends at the start; one past the end of time never does.
+        let mut f = Frontend::new(T0, login_timeout(0));
+        f.handle_timeout(T0);
+        assert_eq!(
+            f.poll_output(),
+            Some(FrontendOutput::Closed(FrontendCloseReason::LoginTimeout))
+        );
+        let mut f = Frontend::new(
+            T0,
+            FrontendConfig {
+                login_timeout: Duration::MAX,
+                ..FrontendConfig::default()
+            },
+        );
+        assert_eq!(f.poll_timeout(), Some(Instant::MAX));
+        f.handle_timeout(Instant::from_secs(1 << 30));
+        assert_eq!(f.poll_output(), None);
     }
 
     #[test]

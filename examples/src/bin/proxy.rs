@@ -50,6 +50,8 @@ async fn run(options: Options) -> Result<(), String> {
     let mut config = ProxyConfig::new(options.backends.clone());
     config.transfer = weir::transfer::Config::with_dialect(options.dialect.clone());
     config.max_idle_per_backend = options.max_idle_per_backend;
+    config.login_timeout = options.login_timeout;
+    config.max_client_connections = options.max_client_connections;
     config.rebalance = options.rebalance.map(|interval| RebalanceConfig {
         interval,
         ..RebalanceConfig::default()

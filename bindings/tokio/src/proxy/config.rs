@@ -20,6 +20,15 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// The longest startup packet a client may send (PostgreSQL allows 10,000 bytes).
     pub max_startup_len: u32,
+    /// A client that has not sent its StartupMessage (or CancelRequest) this long after it
+    /// connected is closed, as with PgBouncer's `client_login_timeout`. Default 60 s.
+    pub login_timeout: Duration,
+    /// Client connections open at once at most, counting those still starting and those
+    /// carrying a CancelRequest. A client past it hears a FATAL ErrorResponse with SQLSTATE
+    /// 53300 (`too_many_connections`) and is closed. A session also holds a server
+    /// connection, so a proxy at this limit has about twice as many sockets open: keep
+    /// `RLIMIT_NOFILE` above that. Default 1,000.
+    pub max_client_connections: usize,
     /// When set, the rebalancer runs with this policy.
     pub rebalance: Option<RebalanceConfig>,
     /// Server connections kept per backend after the sessions on them moved away, reset with
@@ -46,6 +55,8 @@ impl ProxyConfig {
             retry_backoff: Duration::from_millis(20),
             connect_timeout: Duration::from_secs(5),
             max_startup_len: 10_000,
+            login_timeout: Duration::from_secs(60),
+            max_client_connections: 1_000,
             rebalance: None,
             max_idle_per_backend: 16,
         }

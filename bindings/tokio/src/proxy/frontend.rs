@@ -5,7 +5,11 @@ use std::io;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use weir::transfer::frontend::{build_error_response, Frontend, FrontendConfig, FrontendOutput};
+use tokio::time::Instant as TokioInstant;
+use weir::time::Instant;
+use weir::transfer::frontend::{
+    build_error_response, Frontend, FrontendCloseReason, FrontendConfig, FrontendOutput,
+};
 use weir::transfer::message::BackendKey;
 
 /// What a new client connection is for.
@@ -22,15 +26,15 @@ pub(crate) enum First {
 const READ_CHUNK: usize = 16 << 10;
 
 /// Read the client's first packet, answering SSLRequest and GSSENCRequest with `N` (the
-/// proxy speaks plaintext).
-pub(crate) async fn read_first<S>(client: &mut S, max_len: u32) -> io::Result<First>
+/// proxy speaks plaintext). A client that has not sent it within `config.login_timeout` gets
+/// an error of kind `TimedOut`.
+pub(crate) async fn read_first<S>(client: &mut S, config: FrontendConfig) -> io::Result<First>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut frontend = Frontend::new(FrontendConfig {
-        max_startup_len: max_len,
-        ..FrontendConfig::default()
-    });
+    let epoch = TokioInstant::now();
+    let now = || Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
+    let mut frontend = Frontend::new(now(), config);
     let mut buf = BytesMut::new();
     loop {
         while let Some(output) = frontend.poll_output() {
@@ -38,18 +42,29 @@ where
                 FrontendOutput::Transmit(data) => client.write_all(&data).await?,
                 FrontendOutput::Startup(startup) => return Ok(First::Startup(startup)),
                 FrontendOutput::Cancel(key) => return Ok(First::Cancel(key)),
+                FrontendOutput::Closed(reason @ FrontendCloseReason::LoginTimeout) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, reason))
+                }
                 FrontendOutput::Closed(reason) => {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, reason))
                 }
             }
         }
+        let deadline = frontend
+            .poll_timeout()
+            .map(|at| epoch + std::time::Duration::from_nanos(at.as_nanos()));
         buf.reserve(READ_CHUNK);
-        if client.read_buf(&mut buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        tokio::select! {
+            read = client.read_buf(&mut buf) => {
+                if read? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                frontend
+                    .handle_input(now(), buf.split().freeze())
+                    .map_err(io::Error::other)?;
+            }
+            () = super::sleep_until(deadline) => frontend.handle_timeout(now()),
         }
-        frontend
-            .handle_input(buf.split().freeze())
-            .map_err(io::Error::other)?;
     }
 }
 
@@ -67,7 +82,7 @@ mod tests {
         let (mut client, mut proxy) = tokio::io::duplex(1 << 16);
         client.write_all(input).await.unwrap();
         client.shutdown().await.unwrap();
-        let result = read_first(&mut proxy, 10_000).await;
+        let result = read_first(&mut proxy, FrontendConfig::default()).await;
         drop(proxy);
         let mut answered = Vec::new();
         client.read_to_end(&mut answered).await.unwrap();
@@ -111,6 +126,30 @@ mod tests {
         assert_eq!(answered, b"NNN");
         let (result, _) = first(&[0, 0, 0, 8, 0, 0]).await;
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_does_not_finish_in_time_is_let_go() {
+        let (mut client, mut proxy) = tokio::io::duplex(1 << 16);
+        // An SSLRequest and half a startup packet, then nothing.
+        client.write_all(&SSL_REQUEST).await.unwrap();
+        client.write_all(&[0, 0, 0, 40, 0]).await.unwrap();
+        let config = FrontendConfig {
+            login_timeout: std::time::Duration::from_secs(60),
+            ..FrontendConfig::default()
+        };
+        let start = TokioInstant::now();
+        let limit = std::time::Duration::from_secs(120);
+        let result = tokio::time::timeout(limit, read_first(&mut proxy, config)).await;
+        assert_eq!(
+            result.expect("let go").unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(60));
+        drop(proxy);
+        let mut answered = Vec::new();
+        client.read_to_end(&mut answered).await.unwrap();
+        assert_eq!(answered, b"N");
     }
 
     #[test]

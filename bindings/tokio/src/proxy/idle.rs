@@ -135,15 +135,8 @@ pub(crate) async fn reset(
                 };
                 taken.map_err(io::Error::other)?;
             }
-            _ = sleep_until(deadline) => reset.handle_timeout(now()),
+            _ = super::sleep_until(deadline) => reset.handle_timeout(now()),
         }
-    }
-}
-
-async fn sleep_until(at: Option<TokioInstant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -11,6 +11,11 @@ pub struct ProxyMetrics {
     pub sessions_accepted: u64,
     /// Clients closed because no backend could be reached.
     pub sessions_refused: u64,
+    /// Clients closed because they had not finished their startup within
+    /// [`super::ProxyConfig::login_timeout`].
+    pub login_timeouts: u64,
+    /// Connections refused because [`super::ProxyConfig::max_client_connections`] were open.
+    pub connections_over_limit: u64,
     /// Transfer attempts that were retries of a recoverable failure.
     pub transfer_retries: u64,
     /// CancelRequests forwarded to the server a session is on.

@@ -23,13 +23,18 @@
 //! # }
 //! ```
 //!
-//! For each client, the proxy answers SSLRequest with `N` (it speaks plaintext), places the
+//! For each client, the proxy answers SSLRequest with `N` (it speaks plaintext), gives it
+//! [`ProxyConfig::login_timeout`] to send its StartupMessage, places the
 //! session on the backend with the fewest sessions (skipping draining and unreachable ones),
 //! and relays both directions through a [`weir::transfer::Machine`], in one task per client.
 //! [`Proxy::move_session`] moves one session at its next safe point; recoverable failures are
 //! retried up to [`ProxyConfig::max_transfer_attempts`] times, and a fatal one closes only
 //! that client, with a FATAL ErrorResponse that says why. The rebalancer
 //! ([`ProxyConfig::rebalance`]) empties draining backends and evens out the rest.
+//!
+//! At most [`ProxyConfig::max_client_connections`] clients are served at once; one more hears
+//! FATAL `too many connections` (SQLSTATE 53300) and is closed. An accept error (out of file
+//! descriptors, say) is logged and the proxy tries again a moment later.
 //!
 //! A CancelRequest reaches the server the session is on now, with that server's key, however
 //! many times the session has moved. Every transfer is logged (`tracing`, span
@@ -223,22 +228,24 @@ impl Drop for Proxy {
 }
 
 async fn accept(shared: Arc<Shared>, listener: TcpListener) {
+    let max = shared.config.max_client_connections;
     let mut sessions = JoinSet::new();
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (client, peer) = tokio::select! {
+            accepted = crate::accept::accept(&listener) => accepted,
             Some(_) = sessions.join_next() => continue,
         };
-        match accepted {
-            Ok((client, peer)) => {
-                sessions.spawn(session::serve(shared.clone(), client, peer).in_current_span());
-            }
-            // Out of file descriptors and the like: wait a little instead of spinning.
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+        if sessions.len() >= max {
+            shared.lock().counters.over_limit += 1;
+            tracing::debug!(%peer, "client refused: {max} connections are open");
+            // A fresh socket's send buffer is empty: the reply goes out without waiting.
+            let _ = client.try_write(&frontend::fatal_error(
+                "53300",
+                "weir: too many connections",
+            ));
+            continue;
         }
+        sessions.spawn(session::serve(shared.clone(), client, peer).in_current_span());
     }
 }
 
@@ -267,5 +274,13 @@ async fn rebalance_loop(shared: Arc<Shared>, policy: RebalanceConfig) {
                 reply: None,
             });
         }
+    }
+}
+
+/// Sleep until `at`, or forever without a timer.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

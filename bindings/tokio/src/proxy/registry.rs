@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
+use weir::transfer::frontend::FrontendConfig;
 use weir::transfer::message::BackendKey;
 use weir::transfer::{Metrics, TransferOutcome};
 
@@ -53,6 +54,8 @@ pub(crate) struct Counters {
     pub cancels: u64,
     pub idle_taken: u64,
     pub idle_kept: u64,
+    pub login_timeouts: u64,
+    pub over_limit: u64,
 }
 
 pub(crate) struct State {
@@ -120,6 +123,15 @@ impl Shared {
 
     fn idle(&self) -> MutexGuard<'_, IdlePool> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How a new client's first packet is read.
+    pub fn frontend_config(&self) -> FrontendConfig {
+        FrontendConfig {
+            max_startup_len: self.config.max_startup_len,
+            login_timeout: self.config.login_timeout,
+            ..FrontendConfig::default()
+        }
     }
 
     /// Whether sessions leave their old servers for reuse: the dialect can carry the token to
@@ -253,6 +265,8 @@ impl Shared {
             cancels_forwarded: state.counters.cancels,
             idle_servers_taken: state.counters.idle_taken,
             idle_servers_kept: state.counters.idle_kept,
+            login_timeouts: state.counters.login_timeouts,
+            connections_over_limit: state.counters.over_limit,
             idle_per_backend: self.idle().counts(),
             transfers,
         }

@@ -23,7 +23,7 @@ use weir::transfer::{
 use super::frontend::{self, First};
 use super::idle::{self, IdleServer};
 use super::registry::{Command, Registration, Shared};
-use super::{BackendId, MoveError};
+use super::{sleep_until, BackendId, MoveError};
 
 /// Bytes read from a socket at a time at most.
 const READ_CHUNK: usize = 64 << 10;
@@ -36,9 +36,14 @@ type Reply = oneshot::Sender<Result<TransferOutcome, MoveError>>;
 /// Serve one accepted client until it leaves.
 pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
     let _ = client.set_nodelay(true);
-    let startup = match frontend::read_first(&mut client, shared.config.max_startup_len).await {
+    let startup = match frontend::read_first(&mut client, shared.frontend_config()).await {
         Ok(First::Startup(startup)) => startup,
         Ok(First::Cancel(key)) => return forward_cancel(&shared, &key).await,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            shared.lock().counters.login_timeouts += 1;
+            tracing::debug!(%peer, "client closed: {e}");
+            return;
+        }
         Err(e) => {
             tracing::debug!(%peer, "client left before starting a session: {e}");
             return;
@@ -615,11 +620,4 @@ async fn read(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Bytes> {
     buf.reserve(READ_CHUNK);
     let n = stream.read_buf(buf).await?;
     Ok(buf.split_to(n).freeze())
-}
-
-async fn sleep_until(at: Option<TokioInstant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -58,8 +58,31 @@ pub struct Config {
     /// queued messages stay queued (default `None`: no bound, every queued message is framed
     /// as soon as credit allows). Control frames go out regardless. With a bound, messages wait
     /// in the session, where `send` refuses past `send_buffer_per_stream` and the scheduler
-    /// still interleaves the streams, instead of in front of the transport.
+    /// still interleaves the streams, instead of in front of the transport. Messages are framed
+    /// only up to half of `max_queued_output` either way.
     pub max_unwritten: Option<usize>,
+    /// Bytes produced for the peer and not yet confirmed written with
+    /// [`Session::handle_written`](super::Session::handle_written), control frames included
+    /// (default 1 MiB). Messages are framed up to half of it (plus one frame: keep it above
+    /// four `split_size`), so that a peer reading slowly never stops the reads; the rest is room
+    /// for the frames the peer's input causes (refusals, pongs, window updates). At the bound the session
+    /// takes no more input ([`Session::wants_input`](super::Session::wants_input) is false)
+    /// until the transport catches up, so a peer that never reads makes it hold at most this
+    /// plus [`FRAME_OUTPUT_MAX`](super::FRAME_OUTPUT_MAX). Input fed past the bound anyway
+    /// fails the connection ([`CloseReason::OutputLimit`](super::CloseReason::OutputLimit)).
+    pub max_queued_output: usize,
+    /// (Server) Time from the first `now` the session sees to the peer's first whole frame
+    /// (default 10 s; `None`: no limit). Past it the connection fails
+    /// ([`CloseReason::HandshakeTimeout`](super::CloseReason::HandshakeTimeout)): half a frame
+    /// does not hold a connection. Client sessions ignore it, as a server speaks only when
+    /// called.
+    pub handshake_timeout: Option<Duration>,
+    /// (Server) Time the connection may hold no stream (default 5 min; `None`: no limit), from
+    /// the first `now` the session sees or the end of its last stream. Past it the connection
+    /// fails ([`CloseReason::IdleTimeout`](super::CloseReason::IdleTimeout)), as with Go's
+    /// `InactivityTimeout`. Client sessions ignore it: a client keeps an idle connection for
+    /// its next call, and closes it by dropping it.
+    pub idle_timeout: Option<Duration>,
     /// Streams open at once (default 256; compat mode has one). A server refuses the stream
     /// past it with an Error; a client's `open_stream` refuses locally. Ended streams the
     /// application has not read to the end (or dropped) are held too, up to as many again;
@@ -107,6 +130,9 @@ impl Default for Config {
             send_buffer_per_stream: 1 << 20,
             max_transmit: 256 << 10,
             max_unwritten: None,
+            max_queued_output: 1 << 20,
+            handshake_timeout: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(300)),
             max_concurrent_streams: 256,
             initial_stream_window: 256 << 10,
             max_stream_window: 16 << 20,

@@ -18,9 +18,18 @@ impl Session {
     /// violation or a limit its data passes fails the connection: the session reports it once
     /// as [`Output::Closed`], after the reports of the packets before it, and every later call
     /// returns [`SessionError::Closed`].
+    ///
+    /// Frames are handled while [`Session::wants_input`] holds; once `max_queued_output` bytes
+    /// wait for the transport, the rest stay in the session until [`Session::handle_written`]
+    /// makes room. Bytes passed while `wants_input` is false fail the connection with
+    /// [`CloseReason::OutputLimit`].
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SessionError> {
         self.check_open()?;
         self.tick(now);
+        if !bytes.is_empty() && !self.wants_input() {
+            self.refuse_input();
+            return Ok(());
+        }
         self.metrics.bytes_received += bytes.len() as u64;
         self.input.extend_from_slice(bytes);
         let mut input = core::mem::take(&mut self.input);
@@ -31,8 +40,10 @@ impl Session {
 
     /// Bytes from the peer in a buffer the caller read them into, without copying them: whole
     /// frames are split off the front of `buf` and their data shared with it, and what is left
-    /// is the start of an unfinished frame, which the caller keeps in `buf` and reads more bytes
-    /// after. `buf` has room reserved for the rest of that frame, up to the frame bound.
+    /// the caller keeps in `buf` and reads more bytes after: the start of an unfinished frame
+    /// (`buf` has room reserved for the rest of it, up to the frame bound), and the frames the
+    /// session did not take because [`Session::wants_input`] turned false. Pass `buf` again
+    /// once `wants_input` is true, even with no new bytes.
     ///
     /// The same as [`Session::handle_input`] otherwise; the two may be mixed: bytes left over
     /// from `handle_input` are joined in front of `buf`'s.
@@ -43,8 +54,12 @@ impl Session {
     ) -> Result<(), SessionError> {
         self.check_open()?;
         self.tick(now);
-        self.metrics.bytes_received += buf.len() as u64;
+        if !buf.is_empty() && !self.wants_input() {
+            self.refuse_input();
+            return Ok(());
+        }
         if !self.input.is_empty() {
+            self.metrics.bytes_received += buf.len() as u64;
             self.input.extend_from_slice(buf);
             buf.clear();
             let mut input = core::mem::take(&mut self.input);
@@ -52,18 +67,28 @@ impl Session {
             self.input = input;
             return Ok(());
         }
+        let before = buf.len();
         self.decode_from(buf);
+        self.metrics.bytes_received += (before - buf.len()) as u64;
         Ok(())
     }
 
-    /// Decode and handle every whole frame at the front of `input`, until one breaks the rules.
-    fn decode_from(&mut self, input: &mut BytesMut) {
-        loop {
+    /// Input past `max_queued_output`: fail the connection.
+    fn refuse_input(&mut self) {
+        let max = self.config.max_queued_output;
+        self.close_with(CloseReason::OutputLimit { max });
+    }
+
+    /// Decode and handle every whole frame at the front of `input`, until one breaks the rules
+    /// or the output reaches `max_queued_output`.
+    pub(super) fn decode_from(&mut self, input: &mut BytesMut) {
+        while self.wants_input() {
             let frame = match self.decoder.decode(input) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
                 Err(e) => return self.close_with(e.into()),
             };
+            self.frame_arrived();
             let result = match self.config.mode {
                 Mode::Compat => self.assemble(frame),
                 Mode::Mux => self.handle_mux_frame(frame),
@@ -71,14 +96,6 @@ impl Session {
             if let Err(reason) = result {
                 return self.close_with(reason);
             }
-        }
-    }
-
-    /// Time has passed. No timers run inside a session; the time only feeds window auto-tuning.
-    /// Does nothing once the connection has failed.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.outputs.closed {
-            self.tick(now);
         }
     }
 

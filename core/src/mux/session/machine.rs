@@ -11,15 +11,18 @@ use super::bdp::Bdp;
 use super::credit::RecvWindow;
 use super::output::{Output, Outputs};
 use super::stream::Stream;
+use super::timers::Timers;
 use super::{Config, Credit, Metrics, Mode, Role, SessionError};
 use crate::mux::wire::{Assembler, FrameDecoder, Id, Kind, MuxLimits, Packet, PacketLimit};
 use crate::time::{Instant, Monotonic};
 
 /// One DRPC connection, client or server side, with no IO inside.
 ///
-/// Feed it the peer's bytes with [`Session::handle_input`] and the application's calls with the
-/// stream methods; then drain [`Session::poll_output`] (bytes to write, many frames in one
-/// buffer, and reports for the application) until it returns `None`. A peer that breaks the
+/// Feed it the peer's bytes with [`Session::handle_input`] while [`Session::wants_input`]
+/// holds, the application's calls with the stream methods, the bytes the transport took with
+/// [`Session::handle_written`] and the timer with [`Session::handle_timeout`]; then drain
+/// [`Session::poll_output`] (bytes to write, many frames in one buffer, and reports for the
+/// application) until it returns `None`, and arm the timer for [`Session::poll_timeout`]. A peer that breaks the
 /// protocol is not an error of `handle_input`: the session reports it once as
 /// [`Output::Closed`], last, and every later call returns [`SessionError::Closed`].
 #[derive(Debug)]
@@ -52,8 +55,9 @@ pub struct Session {
     /// (Mux) The one stream allowed credit beyond its window, to finish a message larger than
     /// the window.
     pub(super) stretching: Option<u64>,
-    /// The latest time the caller passed in, for the window auto-tuning.
+    /// The latest time the caller passed in, for the timers and the window auto-tuning.
     pub(super) clock: Monotonic,
+    pub(super) timers: Timers,
     pub(super) metrics: Metrics,
 }
 
@@ -97,6 +101,7 @@ impl Session {
             stream_windows: 0,
             stretching: None,
             clock: Monotonic::default(),
+            timers: Timers::default(),
             metrics: Metrics::default(),
         }
     }
@@ -146,17 +151,13 @@ impl Session {
         }
     }
 
-    /// Take in the caller's `now`: time that goes backwards means no time passed.
-    pub(super) fn tick(&mut self, now: Instant) {
-        self.clock.observe(now);
-    }
-
     /// The latest time the caller passed in.
     pub(super) fn now(&self) -> Instant {
         self.clock.now()
     }
 
     pub(super) fn new_stream(&mut self, invoked: bool) -> Stream {
+        self.busy();
         self.stream_windows += self.config.initial_stream_window;
         let window = RecvWindow::new(
             self.config.initial_stream_window,
@@ -214,6 +215,7 @@ impl Session {
         debug_assert!(encoded.is_ok());
         self.metrics.packets_sent += 1;
         self.metrics.bytes_sent += len as u64;
+        self.note_queued();
     }
 
     /// `len` message bytes of `stream` left the session (read or discarded): give the stream's
@@ -285,6 +287,9 @@ impl Session {
             self.end_stretch(stream);
             // A packet still in progress is dropped with the stream.
             self.assembler.retire(stream);
+        }
+        if self.streams.is_empty() {
+            self.idle();
         }
         self.metrics.streams_finished += 1;
         self.report(Output::Finished(stream));

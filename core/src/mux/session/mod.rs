@@ -1,5 +1,15 @@
 //! The DRPC session machine: one connection, client or server side.
 //!
+//! A peer cannot make a session hold more than its `Config` allows, whatever it does, not
+//! reading included. Bytes handed out in [`Output::Transmit`] count until the adapter reports
+//! them written with [`Session::handle_written`]; once `Config::max_queued_output` of them
+//! wait, [`Session::wants_input`] turns false and the adapter stops reading the peer until the
+//! peer has read enough. Input fed anyway closes the connection
+//! ([`CloseReason::OutputLimit`]). A server also closes a connection that sends no whole frame
+//! within `Config::handshake_timeout`, or holds no stream for `Config::idle_timeout`, through
+//! [`Session::poll_timeout`]; the timers start at the first `now` the session sees, so an
+//! adapter calls [`Session::handle_timeout`] as soon as the connection exists.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use weir::mux::session::{CloseReason, Config, Output, Recv, Role, Session, SessionError};
@@ -66,12 +76,13 @@ mod machine;
 mod output;
 mod send;
 mod stream;
+mod timers;
 
 pub use bdp::MIN_RTT_LIFETIME;
 pub use config::{Config, Mode, Role};
 pub use error::SessionError;
 pub use machine::Session;
-pub use output::{CloseReason, Output};
+pub use output::{CloseReason, Output, FRAME_OUTPUT_MAX};
 pub use send::ZERO_COPY_MIN;
 pub use stream::Recv;
 
@@ -119,6 +130,10 @@ pub struct Metrics {
     pub pings_sent: u64,
     /// (Mux) The round trips timed with pings, in nanoseconds.
     pub round_trips: Histogram,
+    /// The most bytes that waited for the transport at once ([`Session::queued_output`]).
+    /// The peer's input never takes it past `Config::max_queued_output` plus
+    /// [`FRAME_OUTPUT_MAX`]; the application's own calls may.
+    pub peak_queued_output: u64,
 }
 
 #[cfg(test)]
@@ -128,3 +143,6 @@ mod tests;
 
 #[cfg(test)]
 mod mux_tests;
+
+#[cfg(test)]
+mod bound_tests;

@@ -271,8 +271,8 @@ fn large_data_is_transmitted_uncopied_and_unwritten_bytes_are_bounded() {
     let mut chunks = Vec::new();
     let mut rounds = 0;
     loop {
-        let round: Vec<Bytes> = outputs(&mut session)
-            .into_iter()
+        // Written only once the round is over.
+        let round: Vec<Bytes> = core::iter::from_fn(|| session.poll_output())
             .filter_map(|o| match o {
                 Output::Transmit(bytes) => Some(bytes),
                 _ => None,

@@ -2,11 +2,17 @@
 
 use alloc::collections::VecDeque;
 
+use core::time::Duration;
+
 use bytes::Bytes;
 
 use super::Session;
 use crate::mux::wire::{ErrorBody, Kind, Metadata, WireError};
-use crate::time::Instant;
+
+/// The most bytes a session writes in answer to one frame from the peer (a refusal, window
+/// updates, a ping): how far past `Config::max_queued_output` the last frame it took can
+/// leave its output (256).
+pub const FRAME_OUTPUT_MAX: usize = 256;
 
 /// One thing a session hands back, drained with [`Session::poll_output`] until `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,15 +101,32 @@ pub enum CloseReason {
         /// The configured limit.
         max: usize,
     },
+    /// Input arrived while `max_queued_output` bytes waited for the transport: the peer does
+    /// not read, and the caller did not stop reading it.
+    #[error("more than {max} bytes of output wait for the peer to read them")]
+    OutputLimit {
+        /// The configured limit.
+        max: usize,
+    },
+    /// (Server) No whole frame arrived within `handshake_timeout`.
+    #[error("no whole frame within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// (Server) No stream was open for `idle_timeout`.
+    #[error("no stream for {0:?}")]
+    IdleTimeout(Duration),
 }
 
 impl CloseReason {
-    /// The peer's data passed a limit of this side's `Config` (rather than breaking a rule of
-    /// the protocol).
+    /// The peer passed a limit of this side's `Config`, in bytes or in time (rather than
+    /// breaking a rule of the protocol).
     pub fn is_limit(&self) -> bool {
         matches!(
             self,
-            CloseReason::UnreadLimit { .. } | CloseReason::MetadataLimit { .. }
+            CloseReason::UnreadLimit { .. }
+                | CloseReason::MetadataLimit { .. }
+                | CloseReason::OutputLimit { .. }
+                | CloseReason::HandshakeTimeout(_)
+                | CloseReason::IdleTimeout(_)
         )
     }
 }
@@ -114,7 +137,9 @@ pub(super) struct Outputs {
     /// Reports for the application, oldest first.
     reports: VecDeque<Output>,
     /// The rest of the batch being handed out.
-    pub(super) transmits: VecDeque<Bytes>,
+    transmits: VecDeque<Bytes>,
+    /// Bytes in `transmits`.
+    held: u64,
     /// Bytes handed out and not yet confirmed written (see `Config::max_unwritten`).
     pub(super) unwritten: u64,
     /// The connection failed: only the reports up to `Closed` remain.
@@ -135,8 +160,8 @@ impl Session {
     ///    [`Output::Finished`] after a stream's last frame) follow the batch that caused them;
     /// 4. [`Output::Closed`] last, once, if the connection failed: nothing follows it.
     pub fn poll_output(&mut self) -> Option<Output> {
-        if let Some(bytes) = self.outputs.transmits.pop_front() {
-            return Some(self.transmit(bytes));
+        if let Some(bytes) = self.take_transmit() {
+            return Some(bytes);
         }
         if let Some(report) = self.outputs.reports.pop_front() {
             return Some(report);
@@ -145,27 +170,57 @@ impl Session {
             return None;
         }
         self.fill_transmit();
-        if let Some(bytes) = self.outputs.transmits.pop_front() {
-            return Some(self.transmit(bytes));
+        if let Some(bytes) = self.take_transmit() {
+            return Some(bytes);
         }
         self.outputs.reports.pop_front()
     }
 
-    /// When [`Session::handle_timeout`] wants to be called next: always `None`, as no timer
-    /// runs inside a session (time only feeds the window auto-tuning, through the inputs).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    /// The transport took `len` bytes of the [`Output::Transmit`]s handed out: with
-    /// `Config::max_unwritten` set, as many more bytes of queued messages may be framed.
+    /// The transport took `len` bytes of the [`Output::Transmit`]s handed out. Every adapter
+    /// calls it after each write: the bytes count against `Config::max_queued_output` (and
+    /// `Config::max_unwritten`) until it does. Once the output is back under the bound, input
+    /// held back is handled, so drain [`Session::poll_output`] after it.
     pub fn handle_written(&mut self, len: usize) {
         self.outputs.unwritten = self.outputs.unwritten.saturating_sub(len as u64);
+        if !self.outputs.closed && self.wants_input() && !self.input.is_empty() {
+            let mut input = core::mem::take(&mut self.input);
+            self.decode_from(&mut input);
+            self.input = input;
+        }
     }
 
-    fn transmit(&mut self, bytes: Bytes) -> Output {
-        self.outputs.unwritten += bytes.len() as u64;
-        Output::Transmit(bytes)
+    /// Whether the session takes input: false once the connection has failed, or while
+    /// `Config::max_queued_output` bytes wait for the transport. While it is false the adapter
+    /// stops reading the peer; it turns true again after [`Session::handle_written`].
+    pub fn wants_input(&self) -> bool {
+        !self.outputs.closed && self.queued_output() < self.config.max_queued_output as u64
+    }
+
+    /// Bytes produced for the peer and not yet confirmed written: handed out, or still to be.
+    pub fn queued_output(&self) -> u64 {
+        self.outputs.unwritten + self.outputs.held + self.output.len() as u64
+    }
+
+    fn take_transmit(&mut self) -> Option<Output> {
+        let bytes = self.outputs.transmits.pop_front()?;
+        let len = bytes.len() as u64;
+        self.outputs.held -= len;
+        self.outputs.unwritten += len;
+        Some(Output::Transmit(bytes))
+    }
+
+    /// Queue bytes to hand out, after those already queued.
+    pub(super) fn push_transmit(&mut self, bytes: Bytes) {
+        self.outputs.held += bytes.len() as u64;
+        self.outputs.transmits.push_back(bytes);
+        self.note_queued();
+    }
+
+    /// Record how much output waits, after it grew.
+    pub(super) fn note_queued(&mut self) {
+        let queued = self.queued_output();
+        let peak = &mut self.metrics.peak_queued_output;
+        *peak = (*peak).max(queued);
     }
 
     /// Queue a report for the application.
@@ -184,6 +239,7 @@ impl Session {
         self.outputs.reports.push_back(Output::Closed(reason));
         self.outputs.closed = true;
         self.outputs.transmits.clear();
+        self.outputs.held = 0;
         self.output.clear();
     }
 

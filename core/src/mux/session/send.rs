@@ -24,16 +24,16 @@ impl Session {
     /// Frame up to `max_transmit` bytes, one frame per ready stream per turn, and queue them as
     /// one batch of [`Output::Transmit`]: small frames and the control frames encoded before
     /// them share a buffer; the data of a frame of [`ZERO_COPY_MIN`] bytes or more is a slice
-    /// of the message the application sent, in a `Transmit` of its own. With
-    /// `max_unwritten`, no message is framed while that many bytes wait for the transport.
+    /// of the message the application sent, in a `Transmit` of its own. No message is framed
+    /// while `max_unwritten`, or half of `max_queued_output`, bytes wait for the transport.
     pub(super) fn fill_transmit(&mut self) {
         if let Some(token) = self.pong_due.take() {
             self.send_control(Kind::PONG, 0, token);
         }
         let mut appended = 0;
-        let room = self.config.max_unwritten.map_or(u64::MAX, |max| {
-            (max as u64).saturating_sub(self.outputs.unwritten)
-        });
+        let half = self.config.max_queued_output / 2;
+        let cap = self.config.max_unwritten.map_or(half, |max| max.min(half));
+        let room = (cap as u64).saturating_sub(self.outputs.unwritten);
         let limit = self
             .config
             .max_transmit
@@ -55,7 +55,7 @@ impl Session {
         }
         if !self.output.is_empty() {
             let bytes = self.output.split().freeze();
-            self.outputs.transmits.push_back(bytes);
+            self.push_transmit(bytes);
         }
     }
 
@@ -145,13 +145,14 @@ impl Session {
             );
             *appended += self.output.len() + data_len;
             let head = self.output.split().freeze();
-            self.outputs.transmits.push_back(head);
-            self.outputs.transmits.push_back(frame.data.clone());
+            self.push_transmit(head);
+            self.push_transmit(frame.data.clone());
         } else {
             self.output.reserve(frame.encoded_len());
             // The room was just reserved, so encoding cannot fail.
             let encoded = frame.encode(&mut self.output);
             debug_assert!(encoded.is_ok());
+            self.note_queued();
         }
         self.metrics.bytes_sent += frame.encoded_len() as u64;
         if done {

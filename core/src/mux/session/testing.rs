@@ -22,9 +22,16 @@ pub fn frame(kind: Kind, control: bool, stream: u64, message: u64, data: &[u8]) 
     out
 }
 
-/// Every pending output, `Transmit`s included.
+/// Every pending output, `Transmit`s included; the transport takes each `Transmit` at once.
 pub fn outputs(session: &mut Session) -> Vec<Output> {
-    core::iter::from_fn(|| session.poll_output()).collect()
+    core::iter::from_fn(|| {
+        let output = session.poll_output()?;
+        if let Output::Transmit(bytes) = &output {
+            session.handle_written(bytes.len());
+        }
+        Some(output)
+    })
+    .collect()
 }
 
 /// Every pending report (every output but `Transmit`), dropping the bytes.
