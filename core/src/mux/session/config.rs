@@ -65,11 +65,12 @@ pub struct Config {
     /// [`Session::handle_written`](super::Session::handle_written), control frames included
     /// (default 1 MiB). Messages are framed up to half of it (plus one frame: keep it above
     /// four `split_size`), so that a peer reading slowly never stops the reads; the rest is room
-    /// for the frames the peer's input causes (refusals, pongs, window updates). At the bound the session
-    /// takes no more input ([`Session::wants_input`](super::Session::wants_input) is false)
-    /// until the transport catches up, so a peer that never reads makes it hold at most this
-    /// plus [`FRAME_OUTPUT_MAX`](super::FRAME_OUTPUT_MAX). Input fed past the bound anyway
-    /// fails the connection ([`CloseReason::OutputLimit`](super::CloseReason::OutputLimit)).
+    /// for the frames the peer's input causes (refusals, pongs, window updates). At the bound
+    /// the session takes no more input ([`Session::wants_input`](super::Session::wants_input)
+    /// is false) until the transport catches up, so a peer that never reads makes it hold at
+    /// most this plus [`FRAME_OUTPUT_MAX`](super::FRAME_OUTPUT_MAX). Input fed past the bound
+    /// anyway fails the connection
+    /// ([`CloseReason::OutputLimit`](super::CloseReason::OutputLimit)).
     pub max_queued_output: usize,
     /// (Server) Time from the first `now` the session sees to the peer's first whole frame
     /// (default 10 s; `None`: no limit). Past it the connection fails
