@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let mut r = Reset::new(now, config);
     assert!(matches!(r.poll_output(), Some(ResetOutput::Transmit(_))));
     let mut finished = false;
-    let mut check = |r: &mut Reset, finished: &mut bool| {
+    let check = |r: &mut Reset, finished: &mut bool| {
         while let Some(out) = r.poll_output() {
             assert!(!*finished, "an output after the final one");
             match out {
