@@ -28,7 +28,7 @@ WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=se
 WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer go-bench \
+	fuzz-smoke fuzz go-peer go-bench interop \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -55,7 +55,7 @@ demo:
 ## Tests ------------------------------------------------------------------------------------------
 
 # Ends with one line that totals every cargo test summary of the run (test-summary).
-test: tools vectors fmt-check clippy unit doc no-std fuzz-smoke
+test: tools vectors fmt-check clippy unit interop doc no-std fuzz-smoke
 	@$(MAKE) --no-print-directory test-summary
 
 # The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
@@ -82,6 +82,14 @@ unit: go-peer
 	@mkdir -p target && rm -f target/test-output.txt
 	@set -o pipefail; $(for_each_feature_set) WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) \
 		$(CARGO) test $$args 2>&1 | tee -a target/test-output.txt || exit 1; done
+
+# Every interop case against the stock Go DRPC peer, both ways, one PASS or FAIL line each (probes
+# that only report are left out), then the totals; fails on any failure or on no case at all.
+interop: go-peer
+	@set -o pipefail; WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) $(CARGO) test -p weir-tests --test go_interop \
+		2>&1 | awk '/^test .* \.\.\. (ok|FAILED)$$/ { \
+			if ($$NF == "ok") { print "PASS " $$2; pass++ } else { print "FAIL " $$2; fail++ } } \
+		END { printf "interop_passed=%d\ninterop_failed=%d\n", pass, fail; exit (fail > 0 || pass == 0) }'
 
 # The Go DRPC peer for the interop tests, with the versions go.mod and go.sum pin (no edits to
 # them: -mod=readonly). Rebuilt only when its sources change; Go's build cache keeps that quick.
