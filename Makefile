@@ -49,8 +49,8 @@ tools:
 
 ## The tour ---------------------------------------------------------------------------------------
 
-demo:
-	$(CARGO) run --quiet --release -p weir-examples --bin demo
+demo: go-peer
+	WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) $(CARGO) run --quiet --release -p weir-examples --bin demo
 
 ## Tests ------------------------------------------------------------------------------------------
 

@@ -50,7 +50,26 @@ fn main() -> ExitCode {
     }
 
     println!();
-    println!("3. Flow-control budgets for replication traffic");
+    println!("3. The same calls against Go's own DRPC (storj.io/drpc, compat mode)");
+    let peer = tour::go::peer_path();
+    if peer.is_file() {
+        let mut stdout = std::io::stdout();
+        match tour::go::run(&mut stdout) {
+            Ok(agreed) => println!("   The Go peer agrees: {agreed} exchanges, both ways."),
+            Err(e) => {
+                eprintln!("   the Go section failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!(
+            "   Skipped: no Go peer at {} (`make go-peer` builds it; `make demo` does).",
+            peer.display()
+        );
+    }
+
+    println!();
+    println!("4. Flow-control budgets for replication traffic");
     let mut story = String::new();
     match tour::flow::run_section(&mut story, Path::new("target/demo")) {
         Ok(summary) if summary.violations == 0 => print!("{story}"),
@@ -69,7 +88,7 @@ fn main() -> ExitCode {
     }
 
     println!();
-    println!("4. Span frontiers and checkpoints for a changefeed");
+    println!("5. Span frontiers and checkpoints for a changefeed");
     let mut story = String::new();
     match tour::frontier::run_section(&mut story) {
         Ok(_) => print!("{story}"),
@@ -81,7 +100,7 @@ fn main() -> ExitCode {
     }
 
     println!();
-    println!("5. Moving live PostgreSQL sessions between servers");
+    println!("6. Moving live PostgreSQL sessions between servers");
     let mut stdout = std::io::stdout();
     match tour::migration::run(&mut stdout) {
         Ok(summary) if !summary.ran => {}

@@ -2,6 +2,7 @@
 
 pub mod flow;
 pub mod frontier;
+pub mod go;
 pub mod migration;
 pub mod socket;
 pub mod wire;
