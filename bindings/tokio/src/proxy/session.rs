@@ -276,10 +276,7 @@ impl Session {
             to_server,
             ..
         } = &mut self;
-        let flush = async {
-            let _ = to_server.flush(server).await;
-            let _ = to_client.flush(client).await;
-        };
+        let flush = async { tokio::join!(to_server.flush(server), to_client.flush(client)) };
         let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
         match &end {
             End::ClientLeft => tracing::debug!("client left"),
