@@ -210,8 +210,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             let read = ready && allowance != Allowance::None;
             let over_budget = ready && allowance == Allowance::None;
             let limit = match allowance {
-                Allowance::UpTo(n) => n,
-                Allowance::Any | Allowance::None => u64::MAX,
+                Allowance::UpTo(n) => n.min(READ_CHUNK as u64),
+                Allowance::Any | Allowance::None => READ_CHUNK as u64,
             };
             let writing = self.out_pos < self.out.len();
             let timer = self
