@@ -27,6 +27,8 @@ options:
   --max-client-connections N
                          client connections open at once; one more is refused with
                          SQLSTATE 53300 (default 1000)
+  --max-buffered-kib N   KiB a session holds for a peer that does not read before it
+                         stops reading the other peer, per direction (default 1024)
   --stats-every-s N      print the proxy's metrics every N seconds (default 10, 0 = never)
   --quiet                log only warnings and errors
   --help                 print this text";
@@ -52,6 +54,8 @@ pub struct Options {
     pub login_timeout: Duration,
     /// Client connections open at once at most.
     pub max_client_connections: usize,
+    /// Bytes a session holds for one peer at most before it stops reading the other.
+    pub max_buffered_per_direction: usize,
     /// Log only warnings and errors.
     pub quiet: bool,
 }
@@ -88,6 +92,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
         max_idle_per_backend: 16,
         login_timeout: Duration::from_secs(60),
         max_client_connections: 1_000,
+        max_buffered_per_direction: 1 << 20,
         quiet: false,
     };
     let mut args = args.into_iter();
@@ -133,6 +138,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, CliErro
             }
             "--max-client-connections" => {
                 options.max_client_connections = positive(&flag, &value()?)?
+            }
+            "--max-buffered-kib" => {
+                options.max_buffered_per_direction =
+                    positive(&flag, &value()?)?.saturating_mul(1 << 10)
             }
             other => return Err(CliError::Bad(format!("unknown flag {other:?}"))),
         }
@@ -183,7 +192,8 @@ mod tests {
         let o = parse(args(
             "--listen 127.0.0.1:7000 --backend 127.0.0.1:5432 --backend 127.0.0.1:5433 \
              --dialect postgres --rebalance-ms 500 --move-every-ms 100 --stats-every-s 0 --quiet \
-             --max-idle-per-backend 3 --login-timeout-s 5 --max-client-connections 20",
+             --max-idle-per-backend 3 --login-timeout-s 5 --max-client-connections 20 \
+             --max-buffered-kib 256",
         ))
         .unwrap();
         assert_eq!(o.listen, "127.0.0.1:7000".parse().unwrap());
@@ -195,6 +205,7 @@ mod tests {
         assert_eq!(o.max_idle_per_backend, 3);
         assert_eq!(o.login_timeout, Duration::from_secs(5));
         assert_eq!(o.max_client_connections, 20);
+        assert_eq!(o.max_buffered_per_direction, 256 << 10);
         assert!(o.quiet);
     }
 

@@ -749,3 +749,114 @@ async fn a_silent_client_is_closed_after_the_login_timeout_while_a_real_one_gets
     let two: i32 = conn.client.query_one("SELECT 2", &[]).await.unwrap().get(0);
     assert_eq!(two, 2);
 }
+
+/// A client through the proxy that speaks pgwire itself, past its startup.
+async fn raw_session(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for field in ["user", "postgres", "database", "postgres"] {
+        body.extend_from_slice(field.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend(body);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&startup).await.unwrap();
+    read_until_ready(&mut stream, 1).await;
+    stream
+}
+
+/// A simple Query message.
+fn query(sql: &str) -> Vec<u8> {
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    message.push(0);
+    message
+}
+
+/// Read messages until `n` ReadyForQuery have come; panics on an ErrorResponse.
+async fn read_until_ready(stream: &mut (impl tokio::io::AsyncRead + Unpin), n: usize) {
+    use tokio::io::AsyncReadExt;
+
+    let mut reader = tokio::io::BufReader::with_capacity(256 << 10, stream);
+    let mut ready = 0;
+    while ready < n {
+        let kind = reader.read_u8().await.unwrap();
+        let len = reader.read_u32().await.unwrap();
+        assert_ne!(kind, b'E', "the server answered with an error");
+        ready += usize::from(kind == b'Z');
+        let skipped = tokio::io::copy(
+            &mut (&mut reader).take(u64::from(len) - 4),
+            &mut tokio::io::sink(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(skipped, u64::from(len) - 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_results_is_held_to_the_buffer_bound() {
+    use tokio::io::AsyncWriteExt;
+
+    let s = setup(1, None).await;
+    let bound = ProxyConfig::new(Vec::new()).max_buffered_per_direction as u64;
+    let mut stalled = raw_session(s.proxy.local_addr()).await;
+    // Queries for a megabyte each, sent for three seconds and never read.
+    let flood = query("SELECT repeat('x', 1000000)").repeat(64);
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let writer = tokio::spawn(async move {
+        while tokio::time::timeout_at(until, stalled.write_all(&flood))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {}
+        stalled
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (conn, _) = s.connect().await;
+    let one: i32 = conn.client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let _stalled = writer.await.unwrap();
+    let metrics = s.proxy.metrics();
+    let peak = metrics.peak_buffered_to_client;
+    eprintln!(
+        "peak buffered to the client {peak} B, to the server {} B, bound {bound} B",
+        metrics.peak_buffered_to_server
+    );
+    assert!(peak >= bound / 2, "the client's results were held: {peak}");
+    assert!(
+        peak <= bound + (128 << 10),
+        "{peak} bytes held, bound {bound}"
+    );
+    assert!(metrics.peak_buffered_to_server <= bound + (128 << 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pipelines_while_it_reads_gets_every_result() {
+    use tokio::io::AsyncWriteExt;
+
+    let s = setup(1, None).await;
+    let stream = raw_session(s.proxy.local_addr()).await;
+    let (mut rx, mut tx) = stream.into_split();
+    // 40 MB of queries with 100 MB of results: the server stops reading while its results
+    // wait, so a proxy that writes one direction without reading the other stalls for good.
+    let n = 2_000;
+    let sql = format!(
+        "SELECT length('{}'), repeat('x', 50000)",
+        "y".repeat(20_000)
+    );
+    let writer = tokio::spawn(async move {
+        let batch = query(&sql).repeat(100);
+        for _ in 0..n / 100 {
+            tx.write_all(&batch).await.unwrap();
+        }
+        tx
+    });
+    tokio::time::timeout(Duration::from_secs(60), read_until_ready(&mut rx, n))
+        .await
+        .expect("every result arrives");
+    drop(writer.await.unwrap());
+}

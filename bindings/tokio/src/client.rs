@@ -23,7 +23,7 @@ impl Client {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (handle, _) = driver::spawn(io, Role::Client, config);
+        let (handle, _) = driver::spawn(io, Role::Client, config, None);
         Client { handle }
     }
 

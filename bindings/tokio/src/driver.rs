@@ -13,6 +13,7 @@ use weir::mux::session::{Config, Mode, Output, Recv, Role, Session, SessionError
 use weir::mux::wire::Metadata;
 use weir::time::Instant;
 
+use crate::budget::{Account, Allowance, Gauge};
 use crate::handle::{Command, Handle, Op, Reply, ReplyTx, Stream};
 use crate::incoming::IncomingStream;
 use crate::Error;
@@ -58,10 +59,14 @@ struct PendingOpen {
 /// Unless `config` bounds them already, the bytes framed ahead of the transport are bounded to
 /// one `max_transmit`: messages wait in the session, where the streams' send queues push back
 /// on `send` and the scheduler interleaves the streams, rather than in the write buffer.
+///
+/// With `budget`, the task accounts what it buffers into the server's total and reads no
+/// more while that total is over the budget (see [`Account::may_read`]).
 pub(crate) fn spawn<IO>(
     io: IO,
     role: Role,
     mut config: Config,
+    budget: Option<Account>,
 ) -> (Handle, Option<mpsc::Receiver<IncomingStream>>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -105,6 +110,7 @@ where
         eof: false,
         held: false,
         failure,
+        budget,
     };
     tokio::spawn(driver.run().instrument(span));
     (handle, incoming)
@@ -136,6 +142,8 @@ struct Driver<IO> {
     /// `input` may hold whole frames the session did not take, its output being full.
     held: bool,
     failure: Arc<OnceLock<Error>>,
+    /// This connection's share of its server's buffered bytes, if the server has a budget.
+    budget: Option<Account>,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
@@ -186,7 +194,25 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             if self.handles_gone && self.out_pos == self.out.len() {
                 return Ok(());
             }
-            let read = !self.eof && self.wants_input();
+            let mut allowance = self.allowance();
+            // Over the budget: wait for a change, registered before asking again so that none
+            // between the two is missed.
+            let gauge = match allowance {
+                Allowance::None => self.budget.as_ref().map(Account::gauge),
+                Allowance::Any | Allowance::UpTo(_) => None,
+            };
+            let mut changed = std::pin::pin!(gauge.as_deref().map(Gauge::changed));
+            if let Some(changed) = changed.as_mut().as_pin_mut() {
+                changed.enable();
+                allowance = self.allowance();
+            }
+            let ready = !self.eof && self.wants_input();
+            let read = ready && allowance != Allowance::None;
+            let over_budget = ready && allowance == Allowance::None;
+            let limit = match allowance {
+                Allowance::UpTo(n) => n.min(READ_CHUNK as u64),
+                Allowance::Any | Allowance::None => READ_CHUNK as u64,
+            };
             let writing = self.out_pos < self.out.len();
             let timer = self
                 .session
@@ -216,7 +242,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
                     Some(command) => self.command(command),
                     None => self.handles_gone = true,
                 },
-                got = self.reader.read_buf(&mut self.input), if read => {
+                () = async { changed.as_mut().as_pin_mut().expect("guarded").await }, if over_budget => {}
+                got = async { (&mut self.reader).take(limit).read_buf(&mut self.input).await }, if read => {
                     let got = got?;
                     moved += got;
                     if got == 0 {
@@ -253,6 +280,18 @@ impl<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static> Driver<IO> {
             && (config.mode == Mode::Mux
                 || self.session.buffered_bytes() < (config.max_unread_per_stream / 2) as u64
                 || self.waiters.values().any(|w| w.recv.is_some()))
+    }
+
+    /// Account what the connection holds now (the session's unread messages and unfinished
+    /// packets, and the bytes read but not taken) and say how much the server's budget lets it read. A
+    /// connection whose application waits for a message may be the one that reads past the
+    /// budget, so that it can complete.
+    fn allowance(&mut self) -> Allowance {
+        let Some(account) = self.budget.as_mut() else {
+            return Allowance::Any;
+        };
+        account.set(self.session.held_input_bytes() + self.input.len() as u64);
+        account.may_read(self.waiters.values().any(|w| w.recv.is_some()))
     }
 
     /// Handle every output and retry parked requests, until nothing moves.

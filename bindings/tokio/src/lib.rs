@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod budget;
 mod client;
 mod driver;
 mod error;
@@ -46,6 +47,7 @@ mod incoming;
 pub mod proxy;
 mod server;
 
+pub use budget::ServeMetrics;
 pub use client::Client;
 pub use error::Error;
 pub use handle::Stream;

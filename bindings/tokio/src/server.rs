@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use weir::mux::session::{Config, Metrics, Role};
 use weir::mux::wire::Metadata;
 
+use crate::budget::{Account, Gauge, ServeMetrics};
 use crate::driver;
 use crate::handle::Handle;
 use crate::incoming::IncomingStream;
@@ -32,7 +33,14 @@ impl Server {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (handle, incoming) = driver::spawn(io, Role::Server, config);
+        Server::spawn(io, config, None)
+    }
+
+    fn spawn<IO>(io: IO, config: Config, budget: Option<Account>) -> Server
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (handle, incoming) = driver::spawn(io, Role::Server, config, budget);
         let incoming = incoming.unwrap_or_else(|| mpsc::channel(1).1);
         Server { handle, incoming }
     }
@@ -59,6 +67,16 @@ pub struct ServeConfig {
     /// a file descriptor, a task and its session's buffers, so keep it under the process's
     /// `RLIMIT_NOFILE`. Default 10,000.
     pub max_connections: usize,
+    /// Bytes received and held at once across the connections (partial frames, unfinished
+    /// packets, messages their handlers have not read), whatever each connection's own limits
+    /// allow. Over it, a connection accepted is closed at once, and the connections stop
+    /// reading until the total falls under it again, except that each may still read up to
+    /// 64 KiB of its own (small calls are answered) and one at a time whose handler waits
+    /// for a message it holds in part reads on until it has it (the messages the budget's
+    /// holders wait for complete one by one rather than none ever). The total may pass it by
+    /// that much. Counted across every listener the same [`Router`] (or a clone) serves;
+    /// see [`Router::serve_metrics`]. Default 256 MiB.
+    pub max_buffered_bytes: usize,
 }
 
 impl ServeConfig {
@@ -67,6 +85,7 @@ impl ServeConfig {
         ServeConfig {
             session,
             max_connections: 10_000,
+            max_buffered_bytes: 256 << 20,
         }
     }
 }
@@ -125,6 +144,8 @@ enum Route {
 #[derive(Clone, Default)]
 pub struct Router {
     routes: Arc<HashMap<String, Route>>,
+    /// What the connections it serves over TCP buffer, shared by its clones.
+    gauge: Arc<Gauge>,
 }
 
 impl std::fmt::Debug for Router {
@@ -171,6 +192,12 @@ impl Router {
         )
     }
 
+    /// What the connections this router (or a clone) serves over TCP hold now, the most they
+    /// held, and the connections refused for it (see [`ServeConfig::max_buffered_bytes`]).
+    pub fn serve_metrics(&self) -> ServeMetrics {
+        self.gauge.metrics()
+    }
+
     /// Answer every stream of `server`, each in a task of its own, until the peer closes the
     /// connection and every handler has returned.
     pub async fn serve(&self, mut server: Server) {
@@ -197,7 +224,8 @@ impl Router {
     /// An accept error does not stop the server: it is logged, and the next accept waits a
     /// moment when the error is not one connection's own (out of file descriptors, say). A
     /// connection past [`ServeConfig::max_connections`] is closed as soon as it is accepted,
-    /// with a warning in the log.
+    /// with a warning in the log, and so is one accepted while the connections hold more than
+    /// [`ServeConfig::max_buffered_bytes`].
     pub async fn serve_tcp_with(&self, listener: tokio::net::TcpListener, config: ServeConfig) {
         let open = Arc::new(Semaphore::new(config.max_connections));
         loop {
@@ -210,14 +238,25 @@ impl Router {
                 );
                 continue;
             };
+            if !self.gauge.admits(config.max_buffered_bytes as u64) {
+                tracing::warn!(
+                    %peer,
+                    "connection closed: the connections hold more than {} bytes",
+                    config.max_buffered_bytes
+                );
+                continue;
+            }
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::debug!(%peer, "connection closed: {e}");
                 continue;
             }
             let router = self.clone();
             let session = config.session;
+            let account = Account::new(self.gauge.clone(), config.max_buffered_bytes as u64);
             tokio::spawn(async move {
-                router.serve(Server::new(socket, session)).await;
+                router
+                    .serve(Server::spawn(socket, session, Some(account)))
+                    .await;
                 drop(permit);
             });
         }

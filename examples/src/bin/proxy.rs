@@ -52,6 +52,7 @@ async fn run(options: Options) -> Result<(), String> {
     config.max_idle_per_backend = options.max_idle_per_backend;
     config.login_timeout = options.login_timeout;
     config.max_client_connections = options.max_client_connections;
+    config.max_buffered_per_direction = options.max_buffered_per_direction;
     config.rebalance = options.rebalance.map(|interval| RebalanceConfig {
         interval,
         ..RebalanceConfig::default()

@@ -29,6 +29,15 @@ pub struct ProxyConfig {
     /// connection, so a proxy at this limit has about twice as many sockets open: keep
     /// `RLIMIT_NOFILE` above that. Default 1,000.
     pub max_client_connections: usize,
+    /// Bytes a session holds for one peer at most before it stops reading the other: what the
+    /// server sent and the client has not read yet, or what the client sent and the server
+    /// has not read. Past it the proxy reads no more from the fast side until the slow side
+    /// takes some, so a client that pipelines queries and never reads their results (or a
+    /// server that stops reading) costs this much per direction, not the size of the
+    /// results. One read (64 KiB) or the client bytes a transfer held may come on top. Each
+    /// direction is written while the other is read, so a client that writes a long
+    /// pipeline while it reads the results never waits on the proxy. Default 1 MiB.
+    pub max_buffered_per_direction: usize,
     /// When set, the rebalancer runs with this policy.
     pub rebalance: Option<RebalanceConfig>,
     /// Server connections kept per backend after the sessions on them moved away, reset with
@@ -57,6 +66,7 @@ impl ProxyConfig {
             max_startup_len: 10_000,
             login_timeout: Duration::from_secs(60),
             max_client_connections: 1_000,
+            max_buffered_per_direction: 1 << 20,
             rebalance: None,
             max_idle_per_backend: 16,
         }

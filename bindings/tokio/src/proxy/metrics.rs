@@ -26,6 +26,12 @@ pub struct ProxyMetrics {
     /// Server connections kept: those that sessions left, once reset, and those an attempt
     /// took but gave back unused (its transfer failed before reaching the new server).
     pub idle_servers_kept: u64,
+    /// The most bytes any session held for its client at once: results the client had not
+    /// read yet (see [`super::ProxyConfig::max_buffered_per_direction`]).
+    pub peak_buffered_to_client: u64,
+    /// The most bytes any session held for its server at once: client messages the server
+    /// had not read yet.
+    pub peak_buffered_to_server: u64,
     /// Connections kept for each backend now.
     pub idle_per_backend: Vec<usize>,
     /// The sum of every session's machine counters: those of ended sessions, and for live

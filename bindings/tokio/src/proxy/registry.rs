@@ -56,6 +56,8 @@ pub(crate) struct Counters {
     pub idle_kept: u64,
     pub login_timeouts: u64,
     pub over_limit: u64,
+    pub peak_to_client: u64,
+    pub peak_to_server: u64,
 }
 
 pub(crate) struct State {
@@ -267,6 +269,8 @@ impl Shared {
             idle_servers_kept: state.counters.idle_kept,
             login_timeouts: state.counters.login_timeouts,
             connections_over_limit: state.counters.over_limit,
+            peak_buffered_to_client: state.counters.peak_to_client,
+            peak_buffered_to_server: state.counters.peak_to_server,
             idle_per_backend: self.idle().counts(),
             transfers,
         }

@@ -1,5 +1,6 @@
 //! One client's task: it owns the client socket, the server sockets and the migration machine.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -7,8 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
@@ -29,6 +30,9 @@ use super::{sleep_until, BackendId, MoveError};
 const READ_CHUNK: usize = 64 << 10;
 /// Move requests waiting for a session task at most.
 const COMMAND_QUEUE: usize = 4;
+/// Once a session is over, the longest its task tries to deliver the bytes it still holds
+/// (a client's Terminate, a server's last ErrorResponse) before it closes the sockets.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(5);
 
 type Dial = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 type Reply = oneshot::Sender<Result<TransferOutcome, MoveError>>;
@@ -74,6 +78,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
         dial: DialState::Idle,
         moving: None,
         pending_client: None,
+        to_client: Outbox::default(),
+        to_server: Outbox::default(),
         commands,
         commands_open: true,
         keys: (None, None),
@@ -159,10 +165,56 @@ impl DialState {
     }
 }
 
+/// Bytes waiting for one peer, in order: the first chunk maybe in part (it is advanced).
+#[derive(Default)]
+struct Outbox {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+    /// The most bytes that waited at once.
+    peak: usize,
+}
+
+impl Outbox {
+    /// Queue `data`; true if the outbox holds more than it ever did.
+    fn push(&mut self, data: Bytes) -> bool {
+        self.len += data.len();
+        self.chunks.push_back(data);
+        let grew = self.len > self.peak;
+        self.peak = self.peak.max(self.len);
+        grew
+    }
+
+    fn front(&self) -> &[u8] {
+        self.chunks.front().map_or(&[], |c| c.as_ref())
+    }
+
+    /// `n` bytes of the first chunk were written.
+    fn written(&mut self, n: usize) {
+        self.len -= n;
+        if let Some(chunk) = self.chunks.front_mut() {
+            chunk.advance(n);
+            if chunk.is_empty() {
+                self.chunks.pop_front();
+            }
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        while let Some(chunk) = self.chunks.pop_front() {
+            self.len -= chunk.len();
+            stream.write_all(&chunk).await?;
+        }
+        Ok(())
+    }
+}
+
 /// What woke the task.
 enum Wake {
     Client(io::Result<Bytes>),
     Server(io::Result<Bytes>),
+    /// Bytes of the outbox to the client, or to the server, were written.
+    WroteClient(io::Result<usize>),
+    WroteServer(io::Result<usize>),
     NewServer(io::Result<Bytes>),
     Dialed(io::Result<TcpStream>),
     Deadline,
@@ -198,6 +250,12 @@ struct Session {
     /// Client bytes the machine could not hold yet (its held-bytes limit during a transfer);
     /// the client is not read until they are taken.
     pending_client: Option<Bytes>,
+    /// What waits for the client to read it; the server is not read while it holds
+    /// `max_buffered_per_direction`.
+    to_client: Outbox,
+    /// What waits for the server to read it; the client is not read while it holds
+    /// `max_buffered_per_direction`.
+    to_server: Outbox,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     /// The cancel keys as last published to the registry.
@@ -210,6 +268,16 @@ impl Session {
             Ok(()) => self.serve().await,
             Err(e) => End::Io(Peer::Client, io::Error::other(e)),
         };
+        // Best effort, bounded: the peers that are still there get what was meant for them.
+        let Session {
+            client,
+            server,
+            to_client,
+            to_server,
+            ..
+        } = &mut self;
+        let flush = async { tokio::join!(to_server.flush(server), to_client.flush(client)) };
+        let _ = tokio::time::timeout(FLUSH_ON_CLOSE, flush).await;
         match &end {
             End::ClientLeft => tracing::debug!("client left"),
             End::ServerLeft => tracing::info!("server closed the connection"),
@@ -250,6 +318,7 @@ impl Session {
             }
             let deadline = self.machine.poll_timeout().map(|t| self.tokio_instant(t));
             let retry_at = self.moving.as_ref().and_then(|m| m.retry_at);
+            let bound = self.shared.config.max_buffered_per_direction;
             let wake = {
                 let Session {
                     client,
@@ -259,12 +328,21 @@ impl Session {
                     commands,
                     commands_open,
                     pending_client,
+                    to_client,
+                    to_server,
                     ..
                 } = self;
-                let reading_client = pending_client.is_none();
+                // A side is read only while what waits for the other side is under the bound.
+                let reading_client = pending_client.is_none() && to_server.len < bound;
+                let reading_server = to_client.len < bound;
+                let (client_out, server_out) = (to_client.front(), to_server.front());
+                let (mut client_rx, mut client_tx) = client.split();
+                let (mut server_rx, mut server_tx) = server.split();
                 tokio::select! {
-                    r = read(client, &mut client_buf), if reading_client => Wake::Client(r),
-                    r = read(server, &mut server_buf) => Wake::Server(r),
+                    r = read(&mut client_rx, &mut client_buf), if reading_client => Wake::Client(r),
+                    r = read(&mut server_rx, &mut server_buf), if reading_server => Wake::Server(r),
+                    r = client_tx.write(client_out), if !client_out.is_empty() => Wake::WroteClient(r),
+                    r = server_tx.write(server_out), if !server_out.is_empty() => Wake::WroteServer(r),
                     r = async { read(new_server.as_mut().expect("guarded"), &mut new_server_buf).await },
                         if new_server.is_some() => Wake::NewServer(r),
                     r = async { dial.connecting().expect("guarded").await },
@@ -284,6 +362,20 @@ impl Session {
                     self.machine.handle_server_input(now, self.server_id, data)
                 }
                 Wake::Server(Err(e)) => return End::Io(Peer::Server(self.server_id), e),
+                Wake::WroteClient(Ok(0)) => return End::Io(Peer::Client, write_zero()),
+                Wake::WroteClient(Ok(n)) => {
+                    self.to_client.written(n);
+                    Ok(())
+                }
+                Wake::WroteClient(Err(e)) => return End::Io(Peer::Client, e),
+                Wake::WroteServer(Ok(0)) => {
+                    return End::Io(Peer::Server(self.server_id), write_zero())
+                }
+                Wake::WroteServer(Ok(n)) => {
+                    self.to_server.written(n);
+                    Ok(())
+                }
+                Wake::WroteServer(Err(e)) => return End::Io(Peer::Server(self.server_id), e),
                 Wake::NewServer(Ok(data)) if data.is_empty() => {
                     self.new_server = None;
                     self.machine.handle_new_server_failed(
@@ -375,16 +467,20 @@ impl Session {
     async fn apply(&mut self, output: Output) -> Result<(), End> {
         match output {
             Output::Transmit(t) => match t.to {
-                Peer::Client => self
-                    .client
-                    .write_all(&t.data)
-                    .await
-                    .map_err(|e| End::Io(Peer::Client, e))?,
-                Peer::Server(id) if id == self.server_id => self
-                    .server
-                    .write_all(&t.data)
-                    .await
-                    .map_err(|e| End::Io(t.to, e))?,
+                Peer::Client => {
+                    if self.to_client.push(t.data) {
+                        let peak = self.to_client.peak as u64;
+                        let mut state = self.shared.lock();
+                        state.counters.peak_to_client = state.counters.peak_to_client.max(peak);
+                    }
+                }
+                Peer::Server(id) if id == self.server_id => {
+                    if self.to_server.push(t.data) {
+                        let peak = self.to_server.peak as u64;
+                        let mut state = self.shared.lock();
+                        state.counters.peak_to_server = state.counters.peak_to_server.max(peak);
+                    }
+                }
                 Peer::Server(id) => {
                     let written = match self.new_server.as_mut() {
                         Some(s) if id == self.new_server_id => s.write_all(&t.data).await,
@@ -412,10 +508,10 @@ impl Session {
                     }
                 }
             }
-            Output::CloseOldServer(_) => drop(self.switch_server()?),
+            Output::CloseOldServer(_) => drop(self.switch_server().await?),
             Output::ReleaseOldServer { key, .. } => {
                 let from = self.backend;
-                let mut old = self.switch_server()?;
+                let mut old = self.switch_server().await?;
                 let shared = self.shared.clone();
                 let params = self.machine.startup_params();
                 let timeout = shared.config.connect_timeout;
@@ -451,11 +547,18 @@ impl Session {
         Ok(())
     }
 
-    /// The new server becomes the session's server; the old one is returned.
-    fn switch_server(&mut self) -> Result<TcpStream, End> {
+    /// The new server becomes the session's server, once the old one was given what waited
+    /// for it; the old one is returned.
+    async fn switch_server(&mut self) -> Result<TcpStream, End> {
         let Some(new) = self.new_server.take() else {
             let peer = Peer::Server(self.new_server_id);
             return Err(End::Io(peer, io::ErrorKind::NotConnected.into()));
+        };
+        // The old server goes away: a failure to reach it now ends nothing.
+        let _ = self.to_server.flush(&mut self.server).await;
+        self.to_server = Outbox {
+            peak: self.to_server.peak,
+            ..Outbox::default()
         };
         let old = std::mem::replace(&mut self.server, new);
         self.server_id = self.new_server_id;
@@ -616,7 +719,11 @@ impl Session {
     }
 }
 
-async fn read(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Bytes> {
+fn write_zero() -> io::Error {
+    io::ErrorKind::WriteZero.into()
+}
+
+async fn read(stream: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> io::Result<Bytes> {
     buf.reserve(READ_CHUNK);
     let n = stream.read_buf(buf).await?;
     Ok(buf.split_to(n).freeze())

@@ -134,6 +134,15 @@ impl Session {
             .sum()
     }
 
+    /// Bytes received from the peer and held: messages the application has not read, and the
+    /// data of unfinished packets of any kind, in either mode (in compat mode a message's
+    /// packet is assembled before it belongs to a stream). What an adapter accounts when it
+    /// bounds the input its connections hold together.
+    pub fn held_input_bytes(&self) -> u64 {
+        let unread: u64 = self.streams.values().map(|s| s.unread as u64).sum();
+        unread + self.assembler.partial_bytes() as u64
+    }
+
     /// (Mux) The lowest round trip measured with pings (they go out while Message data
     /// arrives), if any. The connection's receive window is twice this times the delivery
     /// rate, between `min_connection_window` and `max_connection_window`.

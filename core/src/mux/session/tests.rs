@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::testing::{events, frame, outputs, NOW};
 use super::{CloseReason, Config, Output, Recv, Role, Session, SessionError};
 use crate::error::{ErrorKind, Kind as _};
-use crate::mux::wire::{Kind, Metadata, WireError};
+use crate::mux::wire::{Frame, Id, Kind, Metadata, WireError};
 
 fn server_with_call() -> Session {
     let mut server = Session::new(Role::Server, Config::default());
@@ -345,4 +345,34 @@ fn a_mux_session_assembles_on_every_stream_it_may_hold() {
         server.read(1),
         Ok(Recv::Message(Bytes::from_static(b"unread")))
     );
+}
+
+#[test]
+fn held_input_bytes_counts_unfinished_packets_in_both_modes() {
+    for config in [Config::default(), Config::mux()] {
+        let mut server = Session::new(Role::Server, config);
+        server
+            .handle_input(NOW, &frame(Kind::INVOKE, false, 1, 1, b"/a"))
+            .unwrap();
+        events(&mut server);
+        let mut unfinished = alloc::vec::Vec::new();
+        Frame {
+            kind: Kind::MESSAGE,
+            done: false,
+            control: false,
+            id: Id::new(1, 2),
+            data: &[7u8; 1000][..],
+        }
+        .encode(&mut unfinished)
+        .unwrap();
+        server.handle_input(NOW, &unfinished).unwrap();
+        assert_eq!(server.held_input_bytes(), 1000, "{:?}", config.mode);
+        server
+            .handle_input(NOW, &frame(Kind::MESSAGE, false, 1, 2, b"end"))
+            .unwrap();
+        events(&mut server);
+        assert_eq!(server.held_input_bytes(), 1003, "{:?}", config.mode);
+        assert!(matches!(server.read(1), Ok(Recv::Message(_))));
+        assert_eq!(server.held_input_bytes(), 0, "{:?}", config.mode);
+    }
 }
