@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -214,8 +214,8 @@ fn probe(target: &Target, stop: Arc<AtomicBool>) -> JoinHandle<Result<usize, Str
     })
 }
 
-/// Writes `wire` over and over on one connection for [`FLOOD_FOR`], never reading; returns the
-/// connection still open.
+/// Writes the batches `next` makes on one connection for [`FLOOD_FOR`], never reading; returns
+/// the connection still open.
 async fn flood_unread(
     addr: SocketAddr,
     mut next: impl FnMut() -> Vec<u8>,
@@ -448,8 +448,9 @@ fn server_cases() -> Vec<ServerCase> {
             attack: |target| Box::pin(garbage(target)),
         },
         // STREAM_FLOOD_CONNECTIONS connections each open STREAM_FLOOD_STREAMS Bidi streams with
-        // one small message and keep them open, reading all the server sends. Bound: per
-        // connection, its output, its read buffer and the streams held.
+        // one small message and keep them open, reading all the server sends (the echoes and
+        // the refusals: the case reports the bytes read). Bound: per connection, its output, its
+        // read buffer and the streams held.
         ServerCase {
             name: "stream_flood_mux",
             args: &["--mode", "mux"],
@@ -554,19 +555,19 @@ async fn garbage(target: &Target) -> Result<Figures, String> {
 }
 
 async fn stream_flood(target: &Target) -> Result<Figures, String> {
+    let read_total = Arc::new(AtomicUsize::new(0));
     let mut floods = Vec::new();
     for _ in 0..STREAM_FLOOD_CONNECTIONS {
         let socket = TcpStream::connect(target.addr)
             .await
             .map_err(|e| e.to_string())?;
         let (mut read, mut write) = socket.into_split();
+        let total = read_total.clone();
         let reader = tokio::spawn(async move {
             let mut sink = vec![0u8; 64 * KIB];
-            let mut total = 0;
             while let Ok(n @ 1..) = read.read(&mut sink).await {
-                total += n;
+                total.fetch_add(n, Ordering::Relaxed);
             }
-            total
         });
         floods.push(tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + FLOOD_FOR;
@@ -590,11 +591,15 @@ async fn stream_flood(target: &Target) -> Result<Figures, String> {
             Ok((write, reader))
         }));
     }
+    // Every connection stays open until all have flooded.
     let mut held = Vec::new();
     for flood in floods {
         held.push(flood.await.map_err(|e| e.to_string())??);
     }
-    Ok(Figures::new())
+    for (_, reader) in &held {
+        reader.abort();
+    }
+    Ok(vec![("bytes_read", read_total.load(Ordering::Relaxed))])
 }
 
 async fn idle_past_cap(target: &Target) -> Result<Figures, String> {
