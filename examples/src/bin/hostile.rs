@@ -778,6 +778,7 @@ async fn run_proxy_case(
     let kept = weir_tests::postgres::connect(&config)
         .await
         .map_err(|e| e.to_string())?;
+    let started = Instant::now();
     let mut silent = Vec::new();
     for _ in 0..case.silent {
         silent.push(
@@ -786,7 +787,6 @@ async fn run_proxy_case(
                 .map_err(|e| e.to_string())?,
         );
     }
-    let started = Instant::now();
     // Past the cap (the kept client holds one place), clients hear 53300 at once.
     let held = (case.max_client_connections - 1).min(case.silent);
     let past = silent.split_off(held);
