@@ -25,10 +25,11 @@ WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=se
 # Test binaries that legitimately hold no tests, as the test summary names them
 # (`unittests:<binary>`, `tests:<binary>`, `doctests:<crate>`). Any other binary that reports
 # `running 0 tests` fails `make test`, and so does an entry here whose binary now runs tests.
-WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:proxy unittests:weir_tests
+WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:hostile unittests:hostile_server \
+	unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer go-bench interop \
+	fuzz-smoke fuzz go-peer go-bench interop hostile \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -55,7 +56,7 @@ demo: go-peer
 ## Tests ------------------------------------------------------------------------------------------
 
 # Ends with one line that totals every cargo test summary of the run (test-summary).
-test: tools vectors fmt-check clippy unit interop doc no-std fuzz-smoke
+test: tools vectors fmt-check clippy unit interop hostile doc no-std fuzz-smoke
 	@$(MAKE) --no-print-directory test-summary
 
 # The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
@@ -115,6 +116,14 @@ doc:
 test-summary:
 	@test -s target/test-output.txt || { echo "weir: no test output in target/test-output.txt"; exit 1; }
 	@awk -v allow="$(WEIR_NO_TESTS)" "$$WEIR_SUMMARY_AWK" target/test-output.txt
+
+# Hostile peers, each against a fresh server process: the DRPC echo server (hostile_server) in
+# mux and compat mode, and the proxy in front of a throwaway PostgreSQL cluster. One name=value
+# line per figure, the server's peak RSS among them; a case fails when the peak passes its bound
+# (examples/src/bin/hostile.rs) or a well-behaved client goes unanswered. About half a minute.
+hostile:
+	$(CARGO) build --quiet -p weir-examples --bin hostile_server --bin proxy
+	$(CARGO) run --quiet -p weir-examples --bin hostile
 
 no-std:
 	for t in $(NO_STD_TARGETS); do \
