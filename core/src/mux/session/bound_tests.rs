@@ -253,3 +253,49 @@ fn clients_and_timers_set_to_none_arm_nothing() {
         .unwrap();
     assert_eq!(server.poll_timeout(), Some(Instant::from_secs(300)));
 }
+
+#[test]
+fn a_mux_call_whose_invoke_never_completes_does_not_keep_the_connection() {
+    // The first frame of an Invoke, never the rest: a stream exists but no call does.
+    let config = Config {
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..Config::mux()
+    };
+    let mut server = Session::new(Role::Server, config);
+    let mut half = Vec::new();
+    crate::mux::wire::Frame {
+        kind: Kind::INVOKE,
+        done: false,
+        control: false,
+        id: crate::mux::wire::Id::new(1, 1),
+        data: &b"/half"[..],
+    }
+    .encode(&mut half)
+    .unwrap();
+    server.handle_input(Instant::from_secs(1), &half).unwrap();
+    assert_eq!(events(&mut server), []);
+    assert_eq!(server.poll_timeout(), Some(Instant::from_secs(61)));
+
+    // A real call beside it keeps the connection busy while it lasts, and no longer.
+    server
+        .handle_input(
+            Instant::from_secs(30),
+            &frame(Kind::INVOKE, false, 3, 1, b"/a"),
+        )
+        .unwrap();
+    assert!(matches!(
+        events(&mut server)[..],
+        [Output::Opened { stream: 3, .. }]
+    ));
+    assert_eq!(server.poll_timeout(), None);
+    server.cancel(Instant::from_secs(40), 3).unwrap();
+    let _ = outputs(&mut server);
+    assert_eq!(server.poll_timeout(), Some(Instant::from_secs(100)));
+    server.handle_timeout(Instant::from_secs(100));
+    assert_eq!(
+        outputs(&mut server),
+        [Output::Closed(CloseReason::IdleTimeout(
+            Duration::from_secs(60)
+        ))]
+    );
+}

@@ -441,6 +441,7 @@ impl Session {
         }
         state.invoked = true;
         let metadata = state.metadata.take().unwrap_or_default();
+        self.busy();
         self.report(Output::Opened {
             stream,
             rpc: packet.data,

@@ -166,7 +166,9 @@ impl Session {
     }
 
     pub(super) fn new_stream(&mut self, invoked: bool) -> Stream {
-        self.busy();
+        if invoked {
+            self.busy();
+        }
         self.stream_windows += self.config.initial_stream_window;
         let window = RecvWindow::new(
             self.config.initial_stream_window,
@@ -297,7 +299,9 @@ impl Session {
             // A packet still in progress is dropped with the stream.
             self.assembler.retire(stream);
         }
-        if self.streams.is_empty() {
+        // A stream whose Invoke has not arrived whole is no call: it does not keep the
+        // connection from idling.
+        if !self.streams.values().any(|s| s.invoked) {
             self.idle();
         }
         self.metrics.streams_finished += 1;
