@@ -7,9 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant as TokioInstant;
 use weir::time::Instant;
-use weir::transfer::frontend::{
-    build_error_response, Frontend, FrontendCloseReason, FrontendConfig, FrontendOutput,
-};
+use weir::transfer::frontend::{Frontend, FrontendCloseReason, FrontendConfig, FrontendOutput};
 use weir::transfer::message::BackendKey;
 
 /// What a new client connection is for.
@@ -68,15 +66,10 @@ where
     }
 }
 
-/// A FATAL ErrorResponse with SQLSTATE `code`, the last thing a client hears from the proxy.
-pub(crate) fn fatal_error(code: &str, message: &str) -> Bytes {
-    build_error_response(code, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir::transfer::message::{build_cancel_request, build_startup_message, ErrorFields};
+    use weir::transfer::message::{build_cancel_request, build_startup_message};
 
     async fn first(input: &[u8]) -> (io::Result<First>, Vec<u8>) {
         let (mut client, mut proxy) = tokio::io::duplex(1 << 16);
@@ -150,19 +143,5 @@ mod tests {
         let mut answered = Vec::new();
         client.read_to_end(&mut answered).await.unwrap();
         assert_eq!(answered, b"N");
-    }
-
-    #[test]
-    fn fatal_errors_parse_back() {
-        let e = fatal_error("08006", "weir: no backend");
-        assert_eq!(e[0], b'E');
-        assert_eq!(
-            u32::from_be_bytes(e[1..5].try_into().unwrap()) as usize,
-            e.len() - 1
-        );
-        let fields = ErrorFields::parse(&e[5..]).unwrap();
-        assert_eq!(fields.get(b'S'), Some("FATAL"));
-        assert_eq!(fields.get(b'C'), Some("08006"));
-        assert_eq!(fields.get(b'M'), Some("weir: no backend"));
     }
 }

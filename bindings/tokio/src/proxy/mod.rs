@@ -68,6 +68,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
+use weir::transfer::frontend::build_error_response;
 use weir::transfer::TransferOutcome;
 
 pub use config::{ProxyConfig, RebalanceConfig};
@@ -239,10 +240,7 @@ async fn accept(shared: Arc<Shared>, listener: TcpListener) {
             shared.lock().counters.over_limit += 1;
             tracing::debug!(%peer, "client refused: {max} connections are open");
             // A fresh socket's send buffer is empty: the reply goes out without waiting.
-            let _ = client.try_write(&frontend::fatal_error(
-                "53300",
-                "weir: too many connections",
-            ));
+            let _ = client.try_write(&build_error_response("53300", "weir: too many connections"));
             continue;
         }
         sessions.spawn(session::serve(shared.clone(), client, peer).in_current_span());

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant as TokioInstant;
 use tracing::Instrument;
 use weir::time::Instant;
+use weir::transfer::frontend::build_error_response;
 use weir::transfer::message::{build_cancel_request, BackendKey};
 use weir::transfer::{
     CloseReason, Machine, Output, Peer, ServerId, TransferError as MachineError, TransferOutcome,
@@ -55,7 +56,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut client: TcpStream, peer: Sock
     };
     let Some((backend, server)) = connect_first(&shared).await else {
         shared.lock().counters.refused += 1;
-        let reply = frontend::fatal_error("08006", "weir: no backend server is reachable");
+        let reply = build_error_response("08006", "weir: no backend server is reachable");
         let _ = client.write_all(&reply).await;
         return;
     };
@@ -288,7 +289,7 @@ impl Session {
             let message = format!("weir: the session could not be moved and was closed: {failure}");
             let _ = self
                 .client
-                .write_all(&frontend::fatal_error("08006", &message))
+                .write_all(&build_error_response("08006", &message))
                 .await;
         }
         if let Some(m) = self.moving.take() {
