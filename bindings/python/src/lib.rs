@@ -1,0 +1,18 @@
+//! The native module `weir._weir`: weir's machines for Python.
+//!
+//! Type and error conversion only; the protocol logic is the `weir` crate's. The Python package
+//! (`python/weir/`) re-exports these classes from `weir.frontier` and `weir.mux`.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod frontier;
+mod mux;
+
+#[pymodule]
+fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    frontier::register(m)?;
+    mux::register(m)?;
+    Ok(())
+}
