@@ -16,6 +16,10 @@ GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GO_PEER := target/drpc-go-peer
 # Go DRPC's side of the benchmarks that put Go beside weir (bench-mux, bench-codec).
 GO_BENCH := target/drpc-go-bench
+# The Python package (bindings/python): a venv with pinned tools, and the wheel built into it.
+PYTHON ?= python3
+PY_VENV := target/python-venv
+PY_TOOLS := maturin==1.16.0 pytest==9.2.0 hypothesis==6.170.27 mypy==2.4.1
 # The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
 # `default` is the whole workspace with default features; every other word is the weir crate alone
 # with those cargo flags: `--` goes in front and `+` stands for a space, so
@@ -29,7 +33,7 @@ WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:hostile unittests:h
 	unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer go-bench interop hostile \
+	fuzz-smoke fuzz go-peer go-bench interop hostile python \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -56,7 +60,7 @@ demo: go-peer
 ## Tests ------------------------------------------------------------------------------------------
 
 # Ends with one line that totals every cargo test summary of the run (test-summary).
-test: tools vectors fmt-check clippy unit interop hostile doc no-std fuzz-smoke
+test: tools vectors fmt-check clippy unit interop hostile python doc no-std fuzz-smoke
 	@$(MAKE) --no-print-directory test-summary
 
 # The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
@@ -106,6 +110,20 @@ go-bench: $(GO_BENCH)
 $(GO_BENCH): tests/interop/go/go.mod tests/interop/go/go.sum $(wildcard tests/interop/go/bench/*.go)
 	@mkdir -p target
 	cd tests/interop/go && GOFLAGS="-mod=readonly -buildvcs=false" $(GO) build -o $(CURDIR)/$@ ./bench
+
+# The Python package as a user gets it: the wheel, built once, installed into the venv (made and
+# given the pinned tools on first use), then pytest and mypy from inside the venv's folder, where
+# the source tree's python/ is not importable: what is tested is the installed wheel.
+python:
+	@test -x $(PY_VENV)/bin/python || $(PYTHON) -m venv $(PY_VENV)
+	@test "$$(cat $(PY_VENV)/tools 2>/dev/null)" = "$(PY_TOOLS)" || \
+		{ $(PY_VENV)/bin/pip install --quiet $(PY_TOOLS) && echo "$(PY_TOOLS)" > $(PY_VENV)/tools; }
+	@rm -f target/wheels/weir-*.whl
+	$(PY_VENV)/bin/maturin build --quiet --release -o target/wheels -m bindings/python/Cargo.toml
+	$(PY_VENV)/bin/pip install --quiet --force-reinstall --no-deps target/wheels/weir-*.whl
+	cd $(PY_VENV) && bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/bindings/python/tests
+	cd $(PY_VENV) && bin/python -m mypy --strict --cache-dir mypy-cache $(CURDIR)/bindings/python/tests
+	cd $(PY_VENV) && bin/python -m mypy.stubtest --mypy-config-file $(CURDIR)/bindings/python/pyproject.toml weir
 
 doc:
 	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done

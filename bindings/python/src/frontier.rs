@@ -142,7 +142,7 @@ pub struct PolicyConfig {
 #[pymethods]
 impl PolicyConfig {
     #[new]
-    #[pyo3(signature = (*, interval_ns = 600_000_000_000, lag_threshold_ns = 600_000_000_000, max_bytes = 1 << 20))]
+    #[pyo3(signature = (*, interval_ns = 600_000_000_000, lag_threshold_ns = 600_000_000_000, max_bytes = 1_048_576))]
     fn new(interval_ns: u64, lag_threshold_ns: u64, max_bytes: usize) -> PolicyConfig {
         PolicyConfig {
             interval_ns,

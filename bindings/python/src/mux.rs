@@ -48,29 +48,29 @@ impl Config {
     #[new]
     #[pyo3(signature = (
         *,
-        mode = "compat".to_owned(),
-        split_size = 64 << 10,
-        max_packet_len = 4 << 20,
-        max_unread_per_stream = 4 << 20,
-        max_metadata_len = 64 << 10,
-        send_buffer_per_stream = 1 << 20,
-        max_transmit = 256 << 10,
+        mode = "compat",
+        split_size = 65536,
+        max_packet_len = 4_194_304,
+        max_unread_per_stream = 4_194_304,
+        max_metadata_len = 65536,
+        send_buffer_per_stream = 1_048_576,
+        max_transmit = 262_144,
         max_unwritten = None,
-        max_queued_output = 1 << 20,
+        max_queued_output = 1_048_576,
         handshake_timeout_ns = Some(10_000_000_000),
         idle_timeout_ns = Some(300_000_000_000),
         max_concurrent_streams = 256,
-        initial_stream_window = 256 << 10,
-        max_stream_window = 16 << 20,
-        max_buffered_per_connection = 64 << 20,
-        initial_connection_window = 1 << 20,
-        max_connection_window = 64 << 20,
-        min_connection_window = 512 << 10,
+        initial_stream_window = 262_144,
+        max_stream_window = 16_777_216,
+        max_buffered_per_connection = 67_108_864,
+        initial_connection_window = 1_048_576,
+        max_connection_window = 67_108_864,
+        min_connection_window = 524_288,
         autotune_interval_ns = 20_000_000,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        mode: String,
+        mode: &str,
         split_size: usize,
         max_packet_len: usize,
         max_unread_per_stream: usize,
@@ -90,12 +90,12 @@ impl Config {
         min_connection_window: u64,
         autotune_interval_ns: u64,
     ) -> PyResult<Config> {
-        parse_mode(&mode)?;
+        parse_mode(mode)?;
         if split_size == 0 {
             return Err(UsageError::new_err("split_size must be at least 1"));
         }
         Ok(Config {
-            mode,
+            mode: mode.to_owned(),
             split_size,
             max_packet_len,
             max_unread_per_stream,
