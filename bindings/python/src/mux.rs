@@ -8,7 +8,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 use weir::histogram;
 use weir::mux::session as core;
 use weir::mux::wire::{Metadata, SplitSize};
@@ -123,8 +123,8 @@ impl Config {
         Config::from_core(&core::Config::mux())
     }
 
-    fn __repr__(&self) -> String {
-        format!("Config(mode={:?}, ...)", self.mode)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Config(mode={}, ...)", str_repr(py, &self.mode)?))
     }
 }
 
@@ -333,11 +333,14 @@ impl Opened {
         ("stream", "rpc", "metadata")
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "Opened({}, {:?}, {:?})",
-            self.stream, self.rpc, self.metadata
-        )
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let metadata = self.metadata.clone().into_pyobject(py)?;
+        Ok(format!(
+            "Opened({}, {}, {})",
+            self.stream,
+            str_repr(py, &self.rpc)?,
+            metadata.repr()?
+        ))
     }
 }
 
@@ -366,11 +369,13 @@ impl RemoteError {
         ("stream", "code", "message")
     }
 
-    fn __repr__(&self) -> String {
-        format!(
-            "RemoteError({}, {}, {:?})",
-            self.stream, self.code, self.message
-        )
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "RemoteError({}, {}, {})",
+            self.stream,
+            self.code,
+            str_repr(py, &self.message)?
+        ))
     }
 }
 
@@ -397,8 +402,12 @@ impl Closed {
         ("reason", "is_limit")
     }
 
-    fn __repr__(&self) -> String {
-        format!("Closed({:?}, is_limit={})", self.reason, self.is_limit)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let is_limit = if self.is_limit { "True" } else { "False" };
+        Ok(format!(
+            "Closed({}, is_limit={is_limit})",
+            str_repr(py, &self.reason)?
+        ))
     }
 }
 
@@ -439,8 +448,12 @@ impl Failed {
         ("code", "message")
     }
 
-    fn __repr__(&self) -> String {
-        format!("Failed({}, {:?})", self.code, self.message)
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Failed({}, {})",
+            self.code,
+            str_repr(py, &self.message)?
+        ))
     }
 }
 
@@ -459,6 +472,11 @@ impl Canceled {
     fn __repr__(&self) -> &'static str {
         "Canceled()"
     }
+}
+
+/// Python's `repr` of a string.
+fn str_repr(py: Python<'_>, text: &str) -> PyResult<String> {
+    Ok(PyString::new(py, text).repr()?.to_string())
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -97,6 +97,8 @@ def test_outputs_match_by_position() -> None:
         case Transmit(data):
             assert data == b"xy"
     assert repr(Readable(4)) == "Readable(4)"
+    assert repr(Opened(1, "/a", {"k": "v"})) == "Opened(1, '/a', {'k': 'v'})"
+    assert repr(Closed("gone", True)) == "Closed('gone', is_limit=True)"
     assert Readable(4) != Finished(4)
 
 
