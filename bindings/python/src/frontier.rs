@@ -7,7 +7,7 @@ use pyo3::types::PyBytes;
 use weir::frontier as core;
 use weir::time::Instant;
 
-use crate::errors::to_py;
+use crate::errors::{to_py, WeirError};
 
 /// A key range `[start, end)`: `start` is included, `end` is not, and `start < end`.
 ///
@@ -315,7 +315,11 @@ impl CheckpointPolicy {
                 },
             )?
             .into_any(),
-            _ => return Ok(None),
+            other => {
+                return Err(WeirError::new_err(format!(
+                    "an output weir.frontier has no class for: {other:?}"
+                )))
+            }
         };
         Ok(Some(object))
     }

@@ -134,7 +134,7 @@ impl Config {
         Config {
             mode: match c.mode {
                 core::Mode::Mux => "mux",
-                _ => "compat",
+                core::Mode::Compat => "compat",
             }
             .to_owned(),
             split_size: c.split_size.get(),
