@@ -139,9 +139,11 @@ test-summary:
 # mux and compat mode, and the proxy in front of a throwaway PostgreSQL cluster. One name=value
 # line per figure, the server's peak RSS among them; a case fails when the peak passes its bound
 # (examples/src/bin/hostile.rs) or a well-behaved client goes unanswered. About half a minute.
+# Release builds, as a server ships: a debug build's larger futures and slower handlers make the
+# peak swing by several MiB from run to run and measure nothing a deployment would see.
 hostile:
-	$(CARGO) build --quiet -p weir-examples --bin hostile_server --bin proxy
-	$(CARGO) run --quiet -p weir-examples --bin hostile
+	$(CARGO) build --quiet --release -p weir-examples --bin hostile_server --bin proxy
+	$(CARGO) run --quiet --release -p weir-examples --bin hostile
 
 no-std:
 	for t in $(NO_STD_TARGETS); do \
