@@ -1,0 +1,333 @@
+//! `mux`'s codec functions: the DRPC wire format, byte for byte as Go's `storj.io/drpc`.
+//!
+//! Decoding errors are thrown with code `WEIR_REMOTE_PROTOCOL` and Go's error text as the
+//! message; encoding errors (a value the format cannot hold) with `WEIR_USAGE`.
+
+use bytes::{Bytes, BytesMut};
+use napi::bindgen_prelude::{BigInt, Buffer};
+use napi_derive::napi;
+use weir::mux::wire::{self as core, Id, Kind, PacketLimit, SplitSize, WireError};
+
+use crate::errors::{error, to_u64, to_usize, usage, Code, Result};
+
+fn broken(e: WireError) -> napi::Error<Code> {
+    error(Code::RemoteProtocol, e.to_string())
+}
+
+fn kind(kind: u32) -> Result<Kind> {
+    u8::try_from(kind)
+        .ok()
+        .filter(|k| *k < 64)
+        .map(Kind)
+        .ok_or_else(|| usage("kind must be an integer in 0..64"))
+}
+
+/// One frame: a packet's kind, id and a share of its data; `done` on its last frame.
+#[napi(object, namespace = "mux")]
+pub struct Frame {
+    /// The packet kind (1 Invoke, 2 Message, 3 Error, 4 Cancel, 5 Close, 6 CloseSend,
+    /// 7 InvokeMetadata, 8 WindowUpdate, 9 Ping, 10 Pong).
+    pub kind: u32,
+    /// Set on the last frame of a packet.
+    pub done: bool,
+    /// Set on frames a peer may ignore if it does not know their kind.
+    pub control: bool,
+    /// The stream id.
+    pub stream: BigInt,
+    /// The message id within the stream.
+    pub message: BigInt,
+    /// This frame's data.
+    pub data: Buffer,
+}
+
+/// One packet: what a run of frames with one id carries, whole.
+#[napi(object, namespace = "mux")]
+pub struct Packet {
+    /// The packet kind.
+    pub kind: u32,
+    /// The control bit.
+    pub control: bool,
+    /// The stream id.
+    pub stream: BigInt,
+    /// The message id within the stream.
+    pub message: BigInt,
+    /// The packet's data.
+    pub data: Buffer,
+}
+
+/// A frame parsed from the front of a buffer, and how many bytes it took.
+#[napi(object, namespace = "mux")]
+pub struct ParsedFrame {
+    pub frame: Frame,
+    pub used: u32,
+}
+
+/// A varint read from the front of a buffer, and how many bytes it took.
+#[napi(object, namespace = "mux")]
+pub struct ParsedVarint {
+    pub value: BigInt,
+    pub used: u32,
+}
+
+/// A DRPC error body: a code and a message.
+#[napi(object, namespace = "mux")]
+pub struct ErrorBody {
+    pub code: BigInt,
+    pub message: Buffer,
+}
+
+/// One metadata entry.
+#[napi(object, namespace = "mux")]
+pub struct MetadataEntry {
+    pub key: Buffer,
+    pub value: Buffer,
+}
+
+fn id(stream: &BigInt, message: &BigInt) -> Result<Id> {
+    Ok(Id::new(
+        to_u64("stream", stream)?,
+        to_u64("message", message)?,
+    ))
+}
+
+fn to_frame(frame: core::Frame<&[u8]>) -> Frame {
+    Frame {
+        kind: u32::from(frame.kind.0),
+        done: frame.done,
+        control: frame.control,
+        stream: BigInt::from(frame.id.stream),
+        message: BigInt::from(frame.id.message),
+        data: Buffer::from(frame.data.to_vec()),
+    }
+}
+
+fn to_packet(packet: core::Packet) -> Packet {
+    Packet {
+        kind: u32::from(packet.kind.0),
+        control: packet.control,
+        stream: BigInt::from(packet.id.stream),
+        message: BigInt::from(packet.id.message),
+        data: Buffer::from(Vec::from(packet.data)),
+    }
+}
+
+fn from_packet(packet: &Packet) -> Result<core::Packet> {
+    Ok(core::Packet {
+        kind: kind(packet.kind)?,
+        control: packet.control,
+        id: id(&packet.stream, &packet.message)?,
+        data: Bytes::copy_from_slice(&packet.data),
+    })
+}
+
+/// `splitSize` as the core's: a positive integer, `Infinity` for never, absent for the default.
+fn split_size(split: Option<f64>) -> Result<SplitSize> {
+    match split {
+        None => Ok(SplitSize::DEFAULT),
+        Some(f64::INFINITY) => Ok(SplitSize::NEVER),
+        Some(n) => SplitSize::new(to_usize("splitSize", n)?)
+            .ok_or_else(|| usage("splitSize must be at least 1")),
+    }
+}
+
+/// The bytes of `frame`.
+#[napi(namespace = "mux")]
+pub fn encode_frame(frame: Frame) -> Result<Buffer> {
+    let frame = core::Frame {
+        kind: kind(frame.kind)?,
+        done: frame.done,
+        control: frame.control,
+        id: id(&frame.stream, &frame.message)?,
+        data: &frame.data[..],
+    };
+    let mut wire = Vec::with_capacity(frame.encoded_len());
+    frame.encode(&mut wire).map_err(|e| usage(e.to_string()))?;
+    Ok(wire.into())
+}
+
+/// The frame at the front of `data`, or `null` when `data` does not hold a whole one yet.
+/// Throws `WEIR_REMOTE_PROTOCOL` for a varint that is too long.
+#[napi(namespace = "mux")]
+pub fn parse_frame(data: &[u8]) -> Result<Option<ParsedFrame>> {
+    let Some((frame, used)) = core::parse_frame(data).map_err(broken)? else {
+        return Ok(None);
+    };
+    let used = u32::try_from(used).map_err(|_| usage("a frame of 4 GiB or more"))?;
+    Ok(Some(ParsedFrame {
+        frame: to_frame(frame),
+        used,
+    }))
+}
+
+/// The frames `packet` is written as, each with at most `splitSize` bytes of data (default
+/// 64 KiB, Go's; `Infinity`: one frame).
+#[napi(namespace = "mux")]
+pub fn packet_frames(packet: Packet, split_size: Option<f64>) -> Result<Vec<Frame>> {
+    let packet = from_packet(&packet)?;
+    Ok(packet
+        .frames(self::split_size(split_size)?)
+        .map(|f| {
+            to_frame(core::Frame {
+                kind: f.kind,
+                done: f.done,
+                control: f.control,
+                id: f.id,
+                data: &f.data[..],
+            })
+        })
+        .collect())
+}
+
+/// The bytes of `packet`, split into frames as `packetFrames` does.
+#[napi(namespace = "mux")]
+pub fn encode_packet(packet: Packet, split_size: Option<f64>) -> Result<Buffer> {
+    let packet = from_packet(&packet)?;
+    let split = self::split_size(split_size)?;
+    let mut wire = Vec::with_capacity(packet.encoded_len(split));
+    packet
+        .encode(split, &mut wire)
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(wire.into())
+}
+
+/// The bytes of an unsigned varint.
+#[napi(namespace = "mux")]
+pub fn encode_varint(value: BigInt) -> Result<Buffer> {
+    let mut wire = Vec::new();
+    core::put_varint(&mut wire, to_u64("value", &value)?);
+    Ok(wire.into())
+}
+
+/// The varint at the front of `data`, or `null` when it is incomplete. Throws
+/// `WEIR_REMOTE_PROTOCOL` for one that is too long.
+#[napi(namespace = "mux")]
+pub fn read_varint(data: &[u8]) -> Result<Option<ParsedVarint>> {
+    Ok(core::read_varint(data)
+        .map_err(broken)?
+        .map(|(value, used)| ParsedVarint {
+            value: BigInt::from(value),
+            used: used as u32,
+        }))
+}
+
+/// The bytes of an Error packet's data.
+#[napi(namespace = "mux")]
+pub fn encode_error(body: ErrorBody) -> Result<Buffer> {
+    let body = core::ErrorBody::new(
+        to_u64("code", &body.code)?,
+        Bytes::copy_from_slice(&body.message),
+    );
+    let mut wire = Vec::with_capacity(body.encoded_len());
+    body.encode(&mut wire).map_err(|e| usage(e.to_string()))?;
+    Ok(wire.into())
+}
+
+/// An Error packet's data as Go reads it (data too short for a code reads as code 0 with a note
+/// in the message, as Go's); never throws.
+#[napi(namespace = "mux")]
+pub fn decode_error(data: &[u8]) -> ErrorBody {
+    let body = core::ErrorBody::decode(Bytes::copy_from_slice(data));
+    ErrorBody {
+        code: BigInt::from(body.code),
+        message: Buffer::from(Vec::from(body.message)),
+    }
+}
+
+/// The bytes of metadata (an InvokeMetadata packet's data); later entries replace earlier ones
+/// with the same key.
+#[napi(namespace = "mux")]
+pub fn encode_metadata(entries: Vec<MetadataEntry>) -> Result<Buffer> {
+    let metadata: core::Metadata = entries
+        .iter()
+        .map(|e| {
+            (
+                Bytes::copy_from_slice(&e.key),
+                Bytes::copy_from_slice(&e.value),
+            )
+        })
+        .collect();
+    let mut wire = Vec::with_capacity(metadata.encoded_len());
+    metadata
+        .encode(&mut wire)
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(wire.into())
+}
+
+/// Metadata decoded, in key order. Throws `WEIR_REMOTE_PROTOCOL` with Go's text for bytes Go
+/// would refuse.
+#[napi(namespace = "mux")]
+pub fn decode_metadata(data: &[u8]) -> Result<Vec<MetadataEntry>> {
+    let metadata = core::Metadata::decode(&Bytes::copy_from_slice(data)).map_err(broken)?;
+    Ok(metadata
+        .iter()
+        .map(|(k, v)| MetadataEntry {
+            key: Buffer::from(k.to_vec()),
+            value: Buffer::from(v.to_vec()),
+        })
+        .collect())
+}
+
+/// Reads whole packets from a byte stream as Go's `drpcwire.Reader` does (compat mode: ids only
+/// rise, a new message id drops an unfinished packet). Bytes pushed are copied into its buffer.
+#[napi(namespace = "mux")]
+pub struct PacketReader {
+    reader: core::PacketReader,
+    buffer: BytesMut,
+}
+
+#[napi(namespace = "mux")]
+impl PacketReader {
+    /// A reader whose packets hold at most `maxBufferSize` bytes, with Go's
+    /// `MaximumBufferSize` meaning: absent or 0 for the default (4 MiB), negative to refuse
+    /// every packet.
+    #[napi(constructor)]
+    pub fn new(max_buffer_size: Option<i64>) -> PacketReader {
+        PacketReader {
+            reader: core::PacketReader::compat(PacketLimit::from_go(max_buffer_size.unwrap_or(0))),
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Appends bytes read from the stream.
+    #[napi]
+    pub fn push(&mut self, data: &[u8]) {
+        self.buffer.extend_from_slice(data);
+    }
+
+    /// The next whole packet, or `null` until more bytes are pushed. Throws
+    /// `WEIR_REMOTE_PROTOCOL` with Go's reader's text (`protocol error: ...`) when the stream
+    /// breaks the format; the reader is then done with that stream.
+    #[napi]
+    pub fn read(&mut self) -> Result<Option<Packet>> {
+        match self.reader.read(&mut self.buffer) {
+            Ok(packet) => Ok(packet.map(to_packet)),
+            Err(e) => Err(error(Code::RemoteProtocol, format!("protocol error: {e}"))),
+        }
+    }
+
+    /// How many times `read` returns a packet on the bytes pushed so far, reading them all:
+    /// for counting decoded packets without handing each one to JS.
+    #[napi]
+    pub fn drain(&mut self) -> Result<u32> {
+        let mut count = 0;
+        while self.read_one()? {
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Bytes pushed and not yet decoded into frames.
+    #[napi]
+    pub fn buffered(&self) -> u32 {
+        u32::try_from(self.buffer.len()).unwrap_or(u32::MAX)
+    }
+}
+
+impl PacketReader {
+    fn read_one(&mut self) -> Result<bool> {
+        match self.reader.read(&mut self.buffer) {
+            Ok(packet) => Ok(packet.is_some()),
+            Err(e) => Err(error(Code::RemoteProtocol, format!("protocol error: {e}"))),
+        }
+    }
+}
