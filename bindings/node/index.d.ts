@@ -399,6 +399,10 @@ export declare namespace mux {
     wantsInput(): boolean
     /** Bytes produced for the peer and not yet confirmed written. */
     queuedOutput(): bigint
+    /** Message bytes received and not yet read by the application, over every stream. */
+    bufferedBytes(): bigint
+    /** Bytes received and held: unread messages and unfinished packets of any kind. */
+    heldInputBytes(): bigint
     /** Streams open now. */
     activeStreams(): bigint
     /** Whether the connection has failed. */

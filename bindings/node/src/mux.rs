@@ -582,6 +582,18 @@ impl Session {
         self.0.queued_output()
     }
 
+    /// Message bytes received and not yet read by the application, over every stream.
+    #[napi]
+    pub fn buffered_bytes(&self) -> u64 {
+        self.0.buffered_bytes()
+    }
+
+    /// Bytes received and held: unread messages and unfinished packets of any kind.
+    #[napi]
+    pub fn held_input_bytes(&self) -> u64 {
+        self.0.held_input_bytes()
+    }
+
     /// Streams open now.
     #[napi]
     pub fn active_streams(&self) -> u64 {
