@@ -373,7 +373,8 @@ export declare namespace mux {
     /** Cancels the stream: a Cancel frame goes out ahead of everything else. */
     cancel(now: bigint, stream: bigint): void
     /**
-     * The stream's next message as a `Buffer` (a copy); otherwise `null` when nothing has
+     * The stream's next message as a `Buffer` (a copy under 16 KiB; above, it shares the
+     * session's bytes); otherwise `null` when nothing has
      * arrived yet (wait for a `readable` output), or how the stream ended: `{ type: 'eof' }`,
      * `{ type: 'failed', code, message }` or `{ type: 'canceled' }`.
      */

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::{BigInt, Buffer, ClassInstance};
+use napi::bindgen_prelude::{BigInt, ClassInstance};
 use napi_derive::napi;
 use weir::frontier as core;
 use weir::time::Instant;
 
+use crate::buffer::Buffer;
 use crate::errors::{error, refused, to_i64, to_u64, to_usize, usage, Code, Result};
 
 fn instant(now: &BigInt) -> Result<Instant> {

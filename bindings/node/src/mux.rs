@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::{BigInt, Buffer, Either};
+use napi::bindgen_prelude::{BigInt, Either};
 use napi_derive::napi;
 use weir::mux::session as core;
 use weir::mux::wire::{Metadata, SplitSize};
 use weir::time::Instant;
 
+use crate::buffer::Buffer;
 use crate::errors::{refused, to_u64, to_usize, usage, Result};
 
 /// The nanoseconds of a `Duration` as a `bigint`, saturating.
@@ -313,7 +314,7 @@ pub struct Metrics {
 )]
 pub enum Output {
     /// Bytes to write to the peer, in order; call `handleWritten(n)` once they are written.
-    /// `data` is a copy of the session's buffer.
+    /// `data` is a copy of the session's buffer under 16 KiB, and shares it above.
     Transmit { data: Buffer },
     /// (Server) The peer opened a stream to call `rpc`, with `metadata` (empty if none).
     Opened {
@@ -363,10 +364,6 @@ pub enum ReadEnd {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn buffer(bytes: Bytes) -> Buffer {
-    Buffer::from(Vec::from(bytes))
 }
 
 /// A DRPC connection, one side of it: bytes and calls in, outputs out, time passed in as
@@ -487,14 +484,15 @@ impl Session {
             .map_err(refused)
     }
 
-    /// The stream's next message as a `Buffer` (a copy); otherwise `null` when nothing has
+    /// The stream's next message as a `Buffer` (a copy under 16 KiB; above, it shares the
+    /// session's bytes); otherwise `null` when nothing has
     /// arrived yet (wait for a `readable` output), or how the stream ended: `{ type: 'eof' }`,
     /// `{ type: 'failed', code, message }` or `{ type: 'canceled' }`.
     #[napi]
     pub fn read(&mut self, stream: BigInt) -> Result<Option<Either<Buffer, ReadEnd>>> {
         Ok(Some(
             match self.0.read(stream_id(&stream)?).map_err(refused)? {
-                core::Recv::Message(bytes) => Either::A(buffer(bytes)),
+                core::Recv::Message(bytes) => Either::A(Buffer(bytes)),
                 core::Recv::Pending => return Ok(None),
                 core::Recv::Eof => Either::B(ReadEnd::Eof),
                 core::Recv::Failed(error) => Either::B(ReadEnd::Failed {
@@ -533,7 +531,7 @@ impl Session {
     pub fn poll_output(&mut self) -> Option<Output> {
         Some(match self.0.poll_output()? {
             core::Output::Transmit(bytes) => Output::Transmit {
-                data: buffer(bytes),
+                data: Buffer(bytes),
             },
             core::Output::Opened {
                 stream,

@@ -4,22 +4,22 @@
 //! message; encoding errors (a value the format cannot hold) with `WEIR_USAGE`.
 
 use bytes::{Bytes, BytesMut};
-use napi::bindgen_prelude::{BigInt, Buffer};
+use napi::bindgen_prelude::BigInt;
 use napi_derive::napi;
 use weir::mux::wire::{self as core, Id, Kind, PacketLimit, SplitSize, WireError};
 
+use crate::buffer::Buffer;
 use crate::errors::{error, to_u64, to_usize, usage, Code, Result};
 
 fn broken(e: WireError) -> napi::Error<Code> {
     error(Code::RemoteProtocol, e.to_string())
 }
 
+/// A kind as the core takes it: any byte (the encoder keeps its low six bits, as Go's does).
 fn kind(kind: u32) -> Result<Kind> {
     u8::try_from(kind)
-        .ok()
-        .filter(|k| *k < 64)
         .map(Kind)
-        .ok_or_else(|| usage("kind must be an integer in 0..64"))
+        .map_err(|_| usage("kind must be an integer in 0..256"))
 }
 
 /// One frame: a packet's kind, id and a share of its data; `done` on its last frame.
@@ -107,7 +107,7 @@ fn to_packet(packet: core::Packet) -> Packet {
         control: packet.control,
         stream: BigInt::from(packet.id.stream),
         message: BigInt::from(packet.id.message),
-        data: Buffer::from(Vec::from(packet.data)),
+        data: Buffer(packet.data),
     }
 }
 
@@ -229,7 +229,7 @@ pub fn decode_error(data: &[u8]) -> ErrorBody {
     let body = core::ErrorBody::decode(Bytes::copy_from_slice(data));
     ErrorBody {
         code: BigInt::from(body.code),
-        message: Buffer::from(Vec::from(body.message)),
+        message: Buffer(body.message),
     }
 }
 
