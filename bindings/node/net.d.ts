@@ -53,6 +53,8 @@ export declare class Stream implements AsyncIterable<Buffer> {
   readonly id: bigint | undefined
   /** Whether the connection under the stream has failed or closed. */
   readonly connectionFailed: boolean
+  /** Aborted, with the reason, once the stream is canceled (by either side) or its connection fails. */
+  readonly signal: AbortSignal
   /** The next message, or `null` once the peer has sent everything. */
   read(): Promise<Buffer | null>
   /** Queues a message; waits while the stream's send queue is full. */

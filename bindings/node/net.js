@@ -58,6 +58,7 @@ class Stream {
   #remote = null
   #wakers = []
   #onEnd
+  #aborter = new AbortController()
 
   constructor (conn, ready, onEnd = () => {}) {
     this.#conn = conn
@@ -88,11 +89,17 @@ class Stream {
     for (const wake of wakers) wake()
   }
 
+  /** Aborted, with the reason, once the stream is canceled (by either side) or its connection fails. */
+  get signal () {
+    return this.#aborter.signal
+  }
+
   /** Fails every later read and send with `error`. */
   fail (error) {
     if (this.#failure === null) this.#failure = error
     this.#end()
     this.wake()
+    this.#aborter.abort(error)
   }
 
   /** The peer failed the stream: sends throw `error` (reads deliver what came before it). */
@@ -509,7 +516,7 @@ function connectOptions (options) {
 }
 
 /** Connects to a DRPC server over TCP (`host`, `port`) or a Unix socket (`path`). */
-function connect (options) {
+async function connect (options) {
   const config = sessionConfig(options)
   return new Promise((resolve, reject) => {
     const socket = net.connect(connectOptions(options))
@@ -625,7 +632,7 @@ class Server {
 }
 
 /** Serves `router` over TCP (`host`, `port`; port 0 picks one) or a Unix socket (`path`). */
-function serve (router, options = {}) {
+async function serve (router, options = {}) {
   const config = sessionConfig(options)
   const onError = options.onError ?? ((error, stream) => console.error(`weir/net: ${stream.rpc}:`, error))
   return new Promise((resolve, reject) => {
