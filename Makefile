@@ -20,6 +20,8 @@ GO_BENCH := target/drpc-go-bench
 PYTHON ?= python3
 PY_VENV := target/python-venv
 PY_TOOLS := maturin==1.16.0 pytest==9.2.0 hypothesis==6.170.27 mypy==2.4.1
+# The npm package (bindings/node): its pinned tools come from package-lock.json.
+NODE_DIR := bindings/node
 # The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
 # `default` is the whole workspace with default features; every other word is the weir crate alone
 # with those cargo flags: `--` goes in front and `+` stands for a space, so
@@ -33,7 +35,7 @@ WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:hostile unittests:h
 	unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer go-bench interop hostile python \
+	fuzz-smoke fuzz go-peer go-bench interop hostile python node bench-node \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -60,7 +62,7 @@ demo: go-peer
 ## Tests ------------------------------------------------------------------------------------------
 
 # Ends with one line that totals every cargo test summary of the run (test-summary).
-test: tools vectors fmt-check clippy unit interop hostile python doc no-std fuzz-smoke
+test: tools vectors fmt-check clippy unit interop hostile python node doc no-std fuzz-smoke
 	@$(MAKE) --no-print-directory test-summary
 
 # The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
@@ -124,6 +126,17 @@ python:
 	cd $(PY_VENV) && bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/bindings/python/tests
 	cd $(PY_VENV) && bin/python -m mypy --strict --cache-dir mypy-cache $(CURDIR)/bindings/python/tests
 	cd $(PY_VENV) && bin/python -m mypy.stubtest --mypy-config-file $(CURDIR)/bindings/python/pyproject.toml weir
+
+# The npm package as a user gets it: `npm ci` of the pinned tools only when node_modules is
+# missing or older than the lockfile, one release build of the native module (which regenerates
+# index.d.ts), then node --test (the vectors, the machines, weir/net against itself and the Go
+# peer, the packed tarball installed into a fresh folder) and tsc --strict over a TypeScript user.
+node: go-peer
+	@test $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json || \
+		(cd $(NODE_DIR) && npm ci --no-audit --no-fund)
+	cd $(NODE_DIR) && npx napi build --platform --release --no-js
+	cd $(NODE_DIR) && WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) node --test __test__/
+	cd $(NODE_DIR) && npx tsc --noEmit --strict -p __test__/tsconfig.json
 
 doc:
 	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done
