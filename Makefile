@@ -129,13 +129,16 @@ python:
 
 # The npm package as a user gets it: `npm ci` of the pinned tools only when node_modules is
 # missing or older than the lockfile, one release build of the native module (which regenerates
-# index.d.ts), then node --test (the vectors, the machines, weir/net against itself and the Go
-# peer, the packed tarball installed into a fresh folder) and tsc --strict over a TypeScript user.
+# index.d.ts), then node --test (the vectors, the machines, weir/net against itself, the Go peer
+# and a weir-tokio server, the packed tarball installed into a fresh folder) and tsc --strict over
+# a TypeScript user.
 node: go-peer
 	@test $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json || \
 		(cd $(NODE_DIR) && npm ci --no-audit --no-fund)
 	cd $(NODE_DIR) && npx napi build --platform --release --no-js
-	cd $(NODE_DIR) && WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) node --test __test__/
+	$(CARGO) build --quiet --release -p weir-examples --bin hostile_server
+	cd $(NODE_DIR) && WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) \
+		WEIR_TOKIO_SERVER=$(CURDIR)/target/release/hostile_server node --test __test__/
 	cd $(NODE_DIR) && npx tsc --noEmit --strict -p __test__/tsconfig.json
 
 doc:
