@@ -35,7 +35,7 @@ WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:hostile unittests:h
 	unittests:proxy unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
-	fuzz-smoke fuzz go-peer go-bench interop hostile python node bench-node \
+	fuzz-smoke fuzz go-peer go-bench interop hostile python node node-build bench-node \
 	bench bench-codec bench-flow bench-mux bench-mux-core bench-transfer-core bench-frontier \
 	bench-proxy
 
@@ -132,14 +132,16 @@ python:
 # index.d.ts), then node --test (the vectors, the machines, weir/net against itself, the Go peer
 # and a weir-tokio server, the packed tarball installed into a fresh folder) and tsc --strict over
 # a TypeScript user.
-node: go-peer
-	@test $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json || \
-		(cd $(NODE_DIR) && npm ci --no-audit --no-fund)
-	cd $(NODE_DIR) && npx napi build --platform --release --no-js
+node: go-peer node-build
 	$(CARGO) build --quiet --release -p weir-examples --bin hostile_server
 	cd $(NODE_DIR) && WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) \
 		WEIR_TOKIO_SERVER=$(CURDIR)/target/release/hostile_server node --test __test__/
 	cd $(NODE_DIR) && npx tsc --noEmit --strict -p __test__/tsconfig.json
+
+node-build:
+	@test $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json || \
+		(cd $(NODE_DIR) && npm ci --no-audit --no-fund)
+	cd $(NODE_DIR) && npx napi build --platform --release --no-js
 
 doc:
 	@$(for_each_feature_set) RUSTDOCFLAGS="-D warnings" $(CARGO) doc $$args --no-deps || exit 1; done
@@ -192,11 +194,17 @@ fuzz: fuzz-build
 
 ## Benchmarks (quick mode: each under a minute, ending in name=value lines) ------------------------
 
-bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier bench-proxy
+bench: bench-codec bench-mux-core bench-mux bench-flow bench-transfer-core bench-frontier bench-proxy \
+	bench-node
 
 # Go's drpcwire reader runs beside weir's packet assembly in the same run (WEIR_GO_BENCH).
 bench-codec: go-bench
 	WEIR_BENCH_QUICK=1 WEIR_GO_BENCH=$(CURDIR)/$(GO_BENCH) $(CARGO) bench -p weir --bench codec
+
+# weir/net against @grpc/grpc-js on one loopback connection (unary calls/s with 1 and 64 callers),
+# then frames decoded/s through the binding (bindings/node/bench/unary.js).
+bench-node: node-build
+	cd $(NODE_DIR) && WEIR_BENCH_QUICK=1 node bench/unary.js
 
 bench-mux-core:
 	WEIR_BENCH_QUICK=1 $(CARGO) bench -p weir --bench mux_session
