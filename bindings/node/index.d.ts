@@ -564,3 +564,118 @@ export declare namespace mux {
    */
   export function readVarint(data: Uint8Array): mux.ParsedVarint | null
 }
+
+export declare namespace transfer {
+  /**
+   * One client session and the server it is on, relayed byte for byte, movable to another
+   * server with `requestTransfer`. Sans-IO: feed each peer's bytes in, drain `pollOutput()`
+   * after every call, and call `handleTimeout(now)` at `pollTimeout()`.
+   */
+  export class Machine {
+    /** A machine for a session on `server` (an id the caller picks), with `config`. */
+    constructor(server: bigint, config?: transfer.Config | undefined | null)
+    /** Bytes from the client (copied once). */
+    handleClientInput(now: bigint, data: Uint8Array): void
+    /** Bytes from `server` (copied once). */
+    handleServerInput(now: bigint, server: bigint, data: Uint8Array): void
+    /**
+     * Moves the session to server `to` (an id the caller picks for the new connection), with
+     * the transfer `key`.
+     */
+    requestTransfer(now: bigint, key: string, to: bigint): void
+    /** The connection to the new server is open. */
+    handleNewServerConnected(now: bigint, server: bigint): void
+    /** Offers a connection that is already started, idle and reset, with its cancel key. */
+    handleNewServerStarted(now: bigint, server: bigint, key?: transfer.BackendKey | undefined | null): void
+    /** The new server could not be reached: the transfer fails, recoverably. */
+    handleNewServerFailed(now: bigint, server: bigint, reason: string): void
+    /** The deadline from `pollTimeout()` has passed. */
+    handleTimeout(now: bigint): void
+    /** The next output, or `null`. */
+    pollOutput(): transfer.Output | null
+    /** When to call `handleTimeout`, in nanoseconds, or `null` for no timer. */
+    pollTimeout(): bigint | null
+    /** The session's cancel keys. */
+    cancelKeys(): transfer.CancelKeys
+    /** The server the session is on. */
+    server(): bigint
+    /** Whether both streams are at a message boundary with nothing outstanding and idle. */
+    atSafePoint(): boolean
+    /** Whether a transfer is running. */
+    isTransferring(): boolean
+    /** Whether the session is over. */
+    isClosed(): boolean
+    /** The counters, a snapshot. */
+    metrics(): transfer.Metrics
+  }
+  /** A backend's cancel key: its process id and secret. */
+  export interface BackendKey {
+    processId: number
+    secret: Buffer
+  }
+  /** The cancel keys of a session: the one the client knows and the one of the server it is on. */
+  export interface CancelKeys {
+    client: transfer.BackendKey | null
+    server: transfer.BackendKey | null
+  }
+  /** A `Machine`'s settings; each field left out keeps its default. */
+  export interface Config {
+    /**
+     * The SQL the transfer speaks: `'cockroachdb'` (the default) or `'postgres'` (stock
+     * PostgreSQL with the emulation of `postgres_emulation.sql` installed).
+     */
+    dialect?: 'cockroachdb' | 'postgres'
+    /** The longest a transfer may take, nanoseconds (default 15 s). */
+    transferTimeoutNs?: bigint
+    /** Client bytes held while a transfer runs (default 1 MiB). */
+    maxHeldClientBytes?: number
+    /** Server bytes held while a transfer runs (default 64 KiB). */
+    maxHeldServerBytes?: number
+    /** The largest state-query response accepted (default 16 MiB). */
+    maxTransferResponseLen?: number
+    /** The largest message the machine parses whole (default 4 KiB). */
+    maxSmallMessageLen?: number
+    /** Hand the old server back for reuse (`releaseOldServer`) instead of closing it. */
+    reuseOldServer?: boolean
+  }
+  /** The transfer machine's counters, a snapshot. */
+  export interface Metrics {
+    attempted: bigint
+    success: bigint
+    errorFatal: bigint
+    errorRecoverable: bigint
+    clientBytes: bigint
+    serverBytes: bigint
+    discardedOldServerBytes: bigint
+  }
+  /** How a transfer ended. */
+  export interface Outcome {
+    /** The key the transfer was requested with. */
+    key: string
+    /**
+     * `'success'`; `'recoverable'` (the session stays where it was); `'fatal'` (the session
+     * is closed).
+     */
+    result: 'success' | 'recoverable' | 'fatal'
+    /** Why it failed, for the other two results. */
+    failure: string | null
+    /** From the request to the end, nanoseconds. */
+    latencyNs: bigint
+    /** How long the client's bytes were held, nanoseconds. */
+    suspendedNs: bigint
+  }
+  /**
+   * One thing the machine hands back, told apart by `type`. Servers are named by the `bigint`
+   * ids the caller picked.
+   */
+  export type Output =
+    | { type: 'transmit'; server: bigint | null; source: 'client' | 'server' | 'machine'; data: Buffer }
+    | { type: 'dialNewServer'; server: bigint; /** The startup parameters to send, as `[name, value]` pairs. */
+    params: Array<[string, string]> }
+    | { type: 'closeOldServer'; server: bigint }
+    | { type: 'releaseOldServer'; server: bigint; key: transfer.BackendKey | null }
+    | { type: 'closeNewServer'; server: bigint }
+    | { type: 'closed'; reason: string }
+    | { type: 'outcome'; outcome: transfer.Outcome }
+    | { type: 'cancelRequest'; key: transfer.BackendKey }
+}

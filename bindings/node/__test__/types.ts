@@ -1,7 +1,7 @@
 // The public API as a TypeScript user writes it, type-checked with `tsc --noEmit --strict`
 // (npm run typecheck): the generated index.d.ts and the hand-written net.d.ts.
 
-import { flow, frontier, mux } from 'weir'
+import { flow, frontier, mux, transfer } from 'weir'
 import { connect, IncomingStream, RemoteError, Router, serve } from 'weir/net'
 
 /** Moves every transmit of `from` into `to`, returning the other outputs. */
@@ -83,6 +83,14 @@ fc.admit(0n, 1n, 'regular', 10n, { replicas: [{ stream: { tenant: 1n, store: 1n 
 const admission = fc.pollOutput()
 if (admission?.type === 'admitted') console.log(admission.grant.charged.length)
 if (admission?.type === 'rejected') console.log(admission.reason)
+
+const machine = new transfer.Machine(0n, { dialect: 'postgres', reuseOldServer: true })
+machine.handleClientInput(0n, Buffer.alloc(0))
+for (let output = machine.pollOutput(); output !== null; output = machine.pollOutput()) {
+  if (output.type === 'transmit') console.log(output.server ?? 'client', output.source, output.data.length)
+  if (output.type === 'dialNewServer') console.log(output.params.map(([name, value]) => `${name}=${value}`))
+  if (output.type === 'outcome' && output.outcome.result !== 'success') console.log(output.outcome.failure)
+}
 
 async function main (): Promise<void> {
   const router = new Router()
