@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { test } from 'node:test'
-import weir, { flow, frontier, mux } from 'weir'
+import weir, { flow, frontier, mux, transfer } from 'weir'
 import { connect, RemoteError, Router, serve } from 'weir/net'
 
 const require = createRequire(import.meta.url)
@@ -12,6 +12,7 @@ test('ESM and CommonJS load one native module', () => {
   assert.equal(mux, require('weir').mux)
   assert.equal(weir.frontier, frontier)
   assert.equal(typeof flow.FlowControl, 'function')
+  assert.equal(transfer.Machine, require('weir').transfer.Machine)
   assert.equal(connect, require('weir/net').connect)
 })
 
