@@ -32,7 +32,7 @@ WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=se
 # (`unittests:<binary>`, `tests:<binary>`, `doctests:<crate>`). Any other binary that reports
 # `running 0 tests` fails `make test`, and so does an entry here whose binary now runs tests.
 WEIR_NO_TESTS ?= unittests:demo unittests:flow_sim unittests:hostile unittests:hostile_server \
-	unittests:proxy unittests:weir_tests
+	unittests:proxy unittests:tokio_client unittests:weir_tests
 
 .PHONY: all demo test test-summary tools vectors fmt-check clippy unit doc no-std fuzz-build \
 	fuzz-smoke fuzz go-peer go-bench interop hostile python node node-build bench-node \
@@ -129,13 +129,14 @@ python:
 
 # The npm package as a user gets it: `npm ci` of the pinned tools only when node_modules is
 # missing or older than the lockfile, one release build of the native module (which regenerates
-# index.d.ts), then node --test (the vectors, the machines, weir/net against itself, the Go peer
-# and a weir-tokio server, the packed tarball installed into a fresh folder) and tsc --strict over
-# a TypeScript user.
+# index.d.ts), then node --test (the vectors, the machines, weir/net against itself, against the
+# Go peer and against weir-tokio both ways, the packed tarball installed into a fresh folder) and
+# tsc --strict over a TypeScript user.
 node: go-peer node-build
-	$(CARGO) build --quiet --release -p weir-examples --bin hostile_server
+	$(CARGO) build --quiet --release -p weir-examples --bin hostile_server --bin tokio_client
 	cd $(NODE_DIR) && WEIR_GO_PEER=$(CURDIR)/$(GO_PEER) \
-		WEIR_TOKIO_SERVER=$(CURDIR)/target/release/hostile_server node --test __test__/
+		WEIR_TOKIO_SERVER=$(CURDIR)/target/release/hostile_server \
+		WEIR_TOKIO_CLIENT=$(CURDIR)/target/release/tokio_client node --test __test__/
 	cd $(NODE_DIR) && npx tsc --noEmit --strict -p __test__/tsconfig.json
 
 node-build:

@@ -1,18 +1,26 @@
 'use strict'
-// The weir/net client against a weir-tokio server (the echo server of examples/, built by
-// `cargo build --release -p weir-examples --bin hostile_server`), in both modes.
-// WEIR_TOKIO_SERVER names its binary (default target/release/hostile_server in the repository).
+// weir/net against weir-tokio, in both modes: the weir/net client against a weir-tokio server
+// (the echo server of examples/, `hostile_server`), and a weir-tokio client (examples/,
+// `tokio_client`, which runs its cases and prints PASS or FAIL for each) against a weir/net
+// server. WEIR_TOKIO_SERVER and WEIR_TOKIO_CLIENT name the binaries (default: under
+// target/release in the repository; `make node` builds both).
 
 const assert = require('node:assert/strict')
 const { spawn } = require('node:child_process')
 const { existsSync } = require('node:fs')
 const { join } = require('node:path')
+const { execFile } = require('node:child_process')
+const { promisify } = require('node:util')
 const { describe, test, before, after } = require('node:test')
-const { connect } = require('weir/net')
+const { connect, serve, Router, RemoteError } = require('weir/net')
 
 const SERVER = process.env.WEIR_TOKIO_SERVER ??
   join(__dirname, '..', '..', '..', 'target', 'release', 'hostile_server')
 const skip = existsSync(SERVER) ? false : `no weir-tokio server at ${SERVER}: run \`make node\``
+const CLIENT = process.env.WEIR_TOKIO_CLIENT ??
+  join(__dirname, '..', '..', '..', 'target', 'release', 'tokio_client')
+const skipClient = existsSync(CLIENT) ? false : `no weir-tokio client at ${CLIENT}: run \`make node\``
+const CASES = ['unary', 'error', 'unknown', 'metadata', 'bidi', 'large-1m', 'concurrent']
 
 for (const mode of ['compat', 'mux']) {
   describe(`the weir/net client against a weir-tokio server in ${mode} mode`, { skip }, () => {
@@ -66,5 +74,26 @@ for (const mode of ['compat', 'mux']) {
       await assert.rejects(stream.read(), { name: 'AbortError' })
       assert.equal(String(await client.call('/echo.Echo/Unary', 'after cancel')), 'after cancel')
     })
+  })
+}
+
+for (const mode of ['compat', 'mux']) {
+  test(`a weir-tokio client against a weir/net server in ${mode} mode`, { skip: skipClient }, async () => {
+    const router = new Router()
+      .unary('/echo.Echo/Unary', (request) => request.message)
+      .unary('/echo.Echo/Fail', (request) => { throw new RemoteError(42, `boom: ${request.message}`) })
+      .unary('/echo.Echo/Metadata', (request) =>
+        Object.entries(request.metadata).map(([k, v]) => `${k}=${v}`).sort().join('\n'))
+      .stream('/echo.Echo/Bidi', async (stream) => {
+        for await (const message of stream) await stream.send(message)
+      })
+    const server = await serve(router, { port: 0, mode })
+    try {
+      const { stdout } = await promisify(execFile)(CLIENT, ['--addr', `127.0.0.1:${server.port}`, '--mode', mode])
+        .catch((error) => error)
+      assert.deepEqual(stdout.trim().split('\n'), CASES.map((name) => `PASS ${name}`))
+    } finally {
+      await server.close()
+    }
   })
 }
