@@ -119,6 +119,8 @@ export declare class Server {
 export interface ConnectOptions extends SessionOptions, AddressOptions {}
 
 export interface ServeOptions extends SessionOptions, AddressOptions {
+  /** Connections served at once; one past it is closed as soon as it is accepted (default 10000). */
+  maxConnections?: number
   /** Called with a handler's error that is not a `RemoteError` (default: `console.error`). */
   onError?: (error: unknown, stream: IncomingStream) => void
 }

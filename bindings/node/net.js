@@ -601,9 +601,13 @@ class Server {
   #listener
   #connections = new Set()
 
-  constructor (listener, router, config, onError) {
+  constructor (listener, router, config, onError, maxConnections) {
     this.#listener = listener
     listener.on('connection', (socket) => {
+      if (this.#connections.size >= maxConnections) {
+        socket.destroy()
+        return
+      }
       const conn = new Connection(socket, 'server', config)
       this.#connections.add(conn)
       conn.closed.then(() => this.#connections.delete(conn))
@@ -642,13 +646,14 @@ class Server {
   }
 }
 
-/** Serves `router` over TCP (`host`, `port`; port 0 picks one) or a Unix socket (`path`). */
+/** Serves `router` over TCP (`host`, `port`; port 0 picks one) or a Unix socket (`path`);
+ * connections past `maxConnections` (default 10000) are closed as soon as they are accepted. */
 async function serve (router, options = {}) {
   const config = sessionConfig(options)
   const onError = options.onError ?? ((error, stream) => console.error(`weir/net: ${stream.rpc}:`, error))
   return new Promise((resolve, reject) => {
     const listener = net.createServer({ pauseOnConnect: false })
-    const server = new Server(listener, router, config, onError)
+    const server = new Server(listener, router, config, onError, options.maxConnections ?? 10_000)
     listener.once('error', reject)
     const target = options.path !== undefined
       ? { path: options.path }

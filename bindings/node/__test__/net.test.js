@@ -7,6 +7,8 @@ const { tmpdir } = require('node:os')
 const { join } = require('node:path')
 const { describe, test, before, after } = require('node:test')
 const { setTimeout: sleep } = require('node:timers/promises')
+const net = require('node:net')
+const { mux } = require('weir')
 const { connect, serve, Router, RemoteError } = require('weir/net')
 
 const MIB = 1 << 20
@@ -218,6 +220,41 @@ for (const mode of ['compat', 'mux']) {
     })
   }
 }
+
+/** Resolves once `socket` is closed by the other side, with the bytes it got. */
+function closedBy (socket) {
+  const chunks = []
+  socket.on('data', (chunk) => chunks.push(chunk))
+  socket.on('error', () => {})
+  return new Promise((resolve) => socket.on('close', () => resolve(Buffer.concat(chunks))))
+}
+
+test('a server closes a peer that breaks the protocol, one that stalls, and one too many', async () => {
+  const config = mux.Config.mux({ handshakeTimeoutNs: 200_000_000n })
+  const server = await serve(router([]), { port: 0, config, maxConnections: 2 })
+  try {
+    const garbage = net.connect({ port: server.port })
+    garbage.write(Buffer.alloc(64, 0xff))
+    assert.equal((await closedBy(garbage)).length, 0)
+
+    const started = Date.now()
+    const stalled = net.connect({ port: server.port })
+    stalled.write(Buffer.from([0x05, 0x01]))
+    await closedBy(stalled)
+    assert.ok(Date.now() - started >= 150, 'closed at the handshake timeout, not before')
+    await sleep(100) // for the server to see both closes too
+
+    const first = await connect({ port: server.port, mode: 'mux' })
+    const second = await connect({ port: server.port, mode: 'mux' })
+    const third = net.connect({ port: server.port })
+    await closedBy(third)
+    assert.equal(String(await second.call('/t.T/Echo', 'still served')), 'still served')
+    await first.close()
+    await second.close()
+  } finally {
+    await server.close()
+  }
+})
 
 test('connecting to nothing rejects', async () => {
   await assert.rejects(connect({ path: join(socketDir, 'nothing.sock') }), { code: 'ENOENT' })
