@@ -65,7 +65,8 @@ export declare class Stream implements AsyncIterable<Buffer> {
   sendError(code: bigint | number, message: string): Promise<void>
   /** Cancels the stream: the peer sees a Cancel; reads and sends here fail with `reason`. */
   cancel(reason?: unknown): Promise<void>
-  /** This side reads no more: unread messages are dropped (nothing is sent). */
+  /** This side reads no more: unread messages are dropped (nothing is sent), and the call's
+   * signal and timeout stop watching it. */
   release(): void
   [Symbol.asyncIterator](): AsyncIterator<Buffer>
 }

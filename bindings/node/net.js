@@ -225,8 +225,10 @@ class Stream {
     this.#conn.schedulePump()
   }
 
-  /** This side reads no more: unread messages are dropped (nothing is sent). */
+  /** This side reads no more: unread messages are dropped (nothing is sent), and the call's
+   * signal and timeout stop watching it. */
   release () {
+    this.#end()
     if (this.#id === undefined || this.#conn.failure !== null) return
     this.#conn.session.dropStream(this.#id)
     this.#conn.schedulePump()
@@ -351,7 +353,13 @@ class Connection {
     } finally {
       this.socket.uncork()
     }
-    if (!this.wantsInput()) this.pause()
+    if (this.held.length > 0 || !this.wantsInput()) {
+      this.pause()
+      // Writes this pump confirmed may have made room for the chunks held back.
+      if (this.held.length > 0 && this.session.wantsInput()) queueMicrotask(() => this.resumeIfWanted())
+    } else if (this.paused) {
+      queueMicrotask(() => this.resumeIfWanted())
+    }
     this.arm()
   }
 
