@@ -1,4 +1,9 @@
 //! weir's kinds of refusal as JS `Error`s with a `code` string.
+//!
+//! ```js
+//! const { mux } = require('weir')
+//! try { new mux.Session('client').read(7n) } catch (error) { console.log(error.code) } // 'WEIR_USAGE'
+//! ```
 
 use std::fmt::Display;
 

@@ -1,4 +1,13 @@
 //! `flow`: flow-control budgets for replication traffic.
+//!
+//! ```js
+//! const { flow } = require('weir')
+//! const fc = new flow.FlowControl()
+//! const stream = { tenant: 1n, store: 1n }
+//! fc.connectStream(0n, stream, { term: 1n, index: 0n })
+//! fc.admit(0n, 1n, 'regular', 1024n, { replicas: [{ stream }], quorum: 1 })
+//! console.log(fc.pollOutput().type)                        // 'admitted'
+//! ```
 
 use std::time::Duration;
 

@@ -1,4 +1,11 @@
 //! `frontier`: spans, timestamps, the frontier and the checkpoint policy.
+//!
+//! ```js
+//! const { frontier: { Frontier, Span, Timestamp } } = require('weir')
+//! const f = new Frontier([new Span(Buffer.from('a'), Buffer.from('z'))], new Timestamp(1n))
+//! f.forward(new Span(Buffer.from('a'), Buffer.from('m')), new Timestamp(5n))
+//! console.log(f.frontier().wallNs)                         // 1n: keys m..z are still at 1
+//! ```
 
 use std::time::Duration;
 

@@ -1,4 +1,15 @@
 //! `mux`: the DRPC connection machine.
+//!
+//! ```js
+//! const { mux } = require('weir')
+//! const client = new mux.Session('client')                 // compat mode: new mux.Config()
+//! const server = new mux.Session('server')
+//! const stream = client.openStream(0n, '/echo.Echo/Unary')
+//! client.send(0n, stream, Buffer.from('hi'))
+//! const wire = client.pollOutput()                         // { type: 'transmit', data }
+//! server.handleInput(0n, wire.data)
+//! console.log(server.pollOutput())                         // { type: 'opened', stream: 1n, rpc, metadata }
+//! ```
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,4 +1,11 @@
 //! `transfer`: the machine that moves a live PostgreSQL-wire session to another server.
+//!
+//! ```js
+//! const { transfer } = require('weir')
+//! const machine = new transfer.Machine(0n)                 // the session is on server 0
+//! machine.handleClientInput(0n, Buffer.from('\0\0\0\x14\0\x03\0\0user\0alice\0\0', 'latin1')) // StartupMessage
+//! console.log(machine.pollOutput())                        // { type: 'transmit', server: 0n, source: 'client', data }
+//! ```
 
 use std::time::Duration;
 

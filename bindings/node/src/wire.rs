@@ -1,5 +1,13 @@
 //! `mux`'s codec functions: the DRPC wire format, byte for byte as Go's `storj.io/drpc`.
 //!
+//! ```js
+//! const { mux } = require('weir')
+//! const wire = mux.encodePacket({ kind: 2, control: false, stream: 1n, message: 2n, data: Buffer.from('hello') }, 2)
+//! const reader = new mux.PacketReader()
+//! reader.push(wire)
+//! console.log(reader.read().data.toString())               // 'hello', from three frames
+//! ```
+//!
 //! Decoding errors are thrown with code `WEIR_REMOTE_PROTOCOL` and Go's error text as the
 //! message; encoding errors (a value the format cannot hold) with `WEIR_USAGE`.
 
