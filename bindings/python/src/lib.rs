@@ -1,17 +1,20 @@
 //! The native module `weir._weir`: weir's machines for Python.
 //!
 //! Type and error conversion only; the protocol logic is the `weir` crate's. The Python package
-//! (`python/weir/`) re-exports these classes from `weir.frontier` and `weir.mux`.
+//! (`python/weir/`) re-exports these classes from `weir.flow`, `weir.frontier` and `weir.mux`.
 
 use pyo3::prelude::*;
 
+mod convert;
 mod errors;
+mod flow;
 mod frontier;
 mod mux;
 
 #[pymodule]
 fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    flow::register(m)?;
     frontier::register(m)?;
     mux::register(m)?;
     Ok(())
