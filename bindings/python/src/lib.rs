@@ -1,7 +1,8 @@
 //! The native module `weir._weir`: weir's machines for Python.
 //!
 //! Type and error conversion only; the protocol logic is the `weir` crate's. The Python package
-//! (`python/weir/`) re-exports these classes from `weir.flow`, `weir.frontier` and `weir.mux`.
+//! (`python/weir/`) re-exports these classes from `weir.flow`, `weir.frontier`, `weir.mux`
+//! and `weir.transfer`.
 
 use pyo3::prelude::*;
 
@@ -10,6 +11,7 @@ mod errors;
 mod flow;
 mod frontier;
 mod mux;
+mod transfer;
 
 #[pymodule]
 fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -17,5 +19,6 @@ fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
     flow::register(m)?;
     frontier::register(m)?;
     mux::register(m)?;
+    transfer::register(m)?;
     Ok(())
 }
