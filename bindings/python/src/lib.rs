@@ -1,8 +1,8 @@
 //! The native module `weir._weir`: weir's machines for Python.
 //!
 //! Type and error conversion only; the protocol logic is the `weir` crate's. The Python package
-//! (`python/weir/`) re-exports these classes from `weir.flow`, `weir.frontier`, `weir.mux`
-//! and `weir.transfer`.
+//! (`python/weir/`) re-exports these classes from `weir.flow`, `weir.frontier`, `weir.mux`,
+//! `weir.transfer` and `weir.wire`.
 
 use pyo3::prelude::*;
 
@@ -12,6 +12,7 @@ mod flow;
 mod frontier;
 mod mux;
 mod transfer;
+mod wire;
 
 #[pymodule]
 fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -20,5 +21,6 @@ fn _weir(m: &Bound<'_, PyModule>) -> PyResult<()> {
     frontier::register(m)?;
     mux::register(m)?;
     transfer::register(m)?;
+    wire::register(m)?;
     Ok(())
 }

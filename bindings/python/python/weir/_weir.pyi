@@ -17,6 +17,8 @@ __all__ = [
     "Closed",
     "ClosedError",
     "Config",
+    "DEFAULT_MAX_PACKET_LEN",
+    "DEFAULT_SPLIT_SIZE",
     "DialNewServer",
     "Dialect",
     "Eof",
@@ -25,6 +27,7 @@ __all__ = [
     "FlowConfig",
     "FlowControl",
     "FlowMetrics",
+    "Frame",
     "Frontend",
     "FrontendClosed",
     "FrontendConfig",
@@ -40,6 +43,8 @@ __all__ = [
     "Opened",
     "Outcome",
     "POSTGRES_EMULATION_SQL",
+    "Packet",
+    "PacketReader",
     "PersistCheckpoint",
     "PersistHighWater",
     "PolicyConfig",
@@ -78,6 +83,7 @@ __all__ = [
     "build_error_response",
     "build_query",
     "build_startup_message",
+    "parse_frame",
 ]
 
 class WeirError(Exception): ...
@@ -1095,3 +1101,76 @@ def build_startup_message(params: list[tuple[str, str]], max_len: int = ...) -> 
 def build_query(sql: str) -> bytes: ...
 def build_cancel_request(key: BackendKey) -> bytes: ...
 def build_error_response(code: str, message: str) -> bytes: ...
+
+# weir.wire
+
+DEFAULT_SPLIT_SIZE: int
+DEFAULT_MAX_PACKET_LEN: int
+
+@final
+class Frame:
+    __match_args__: ClassVar[tuple[str, str, str, str, str, str]]
+    def __new__(
+        cls,
+        kind: int,
+        done: bool,
+        control: bool,
+        stream: int,
+        message: int,
+        data: bytes | bytearray | memoryview,
+    ) -> Frame: ...
+    @property
+    def kind(self) -> int: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def control(self) -> bool: ...
+    @property
+    def stream(self) -> int: ...
+    @property
+    def message(self) -> int: ...
+    @property
+    def data(self) -> bytes: ...
+    def encoded_len(self) -> int: ...
+    def encode(self) -> bytes: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+def parse_frame(data: bytes | bytearray | memoryview) -> tuple[Frame, int] | None: ...
+@final
+class Packet:
+    __match_args__: ClassVar[tuple[str, str, str, str, str]]
+    def __new__(
+        cls,
+        kind: int,
+        control: bool,
+        stream: int,
+        message: int,
+        data: bytes | bytearray | memoryview,
+    ) -> Packet: ...
+    @property
+    def kind(self) -> int: ...
+    @property
+    def control(self) -> bool: ...
+    @property
+    def stream(self) -> int: ...
+    @property
+    def message(self) -> int: ...
+    @property
+    def data(self) -> bytes: ...
+    def frames(self, split_size: int | None = ...) -> list[Frame]: ...
+    def encoded_len(self, split_size: int | None = ...) -> int: ...
+    def encode(self, split_size: int | None = ...) -> bytes: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+
+@final
+class PacketReader:
+    def __new__(cls, max_packet_len: int = ...) -> PacketReader: ...
+    @staticmethod
+    def go(maximum_buffer_size: int) -> PacketReader: ...
+    @property
+    def max_packet_len(self) -> int | None: ...
+    def feed(self, data: bytes | bytearray | memoryview) -> None: ...
+    def read(self) -> Packet | None: ...
+    def buffered_len(self) -> int: ...
