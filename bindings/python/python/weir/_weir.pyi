@@ -498,6 +498,7 @@ class Session:
 # weir.flow
 
 _Class: TypeAlias = Literal["control", "regular", "elastic"]
+_Rejection: TypeAlias = Literal["queue_full", "queue_bytes_full", "too_many_in_flight", "timed_out"]
 
 @final
 class FlowConfig:
@@ -596,14 +597,14 @@ class Grant:
     __match_args__: ClassVar[tuple[str, str, str, str, str]]
     def __new__(
         cls,
-        class_: str,
+        class_: _Class,
         bytes: int,
         charged: list[StreamId],
         deferred: list[StreamId],
         waited_ns: int,
     ) -> Grant: ...
     @property
-    def class_(self) -> str: ...
+    def class_(self) -> _Class: ...
     @property
     def bytes(self) -> int: ...
     @property
@@ -641,11 +642,11 @@ class Queued:
 @final
 class Rejected:
     __match_args__: ClassVar[tuple[str, str]]
-    def __new__(cls, id: int, reason: str) -> Rejected: ...
+    def __new__(cls, id: int, reason: _Rejection) -> Rejected: ...
     @property
     def id(self) -> int: ...
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> _Rejection: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __ne__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
@@ -896,12 +897,17 @@ class TransferClosed:
 class Outcome:
     __match_args__: ClassVar[tuple[str, str, str, str, str]]
     def __new__(
-        cls, key: str, result: str, failure: str | None, latency_ns: int, suspended_ns: int
+        cls,
+        key: str,
+        result: Literal["success", "recoverable", "fatal"],
+        failure: str | None,
+        latency_ns: int,
+        suspended_ns: int,
     ) -> Outcome: ...
     @property
     def key(self) -> str: ...
     @property
-    def result(self) -> str: ...
+    def result(self) -> Literal["success", "recoverable", "fatal"]: ...
     @property
     def failure(self) -> str | None: ...
     @property
