@@ -7,6 +7,7 @@ use pyo3::types::PyBytes;
 use weir::frontier as core;
 use weir::time::Instant;
 
+use crate::convert::nanos;
 use crate::errors::{to_py, UsageError, WeirError};
 
 /// A key range `[start, end)`: `start` is included, `end` is not, and `start < end`.
@@ -157,7 +158,12 @@ pub struct PolicyConfig {
 #[pymethods]
 impl PolicyConfig {
     #[new]
-    #[pyo3(signature = (*, interval_ns = 600_000_000_000, lag_threshold_ns = 600_000_000_000, max_bytes = 1_048_576))]
+    #[pyo3(signature = (
+        *,
+        interval_ns = nanos(core::PolicyConfig::default().interval),
+        lag_threshold_ns = nanos(core::PolicyConfig::default().lag_threshold),
+        max_bytes = core::PolicyConfig::default().max_bytes,
+    ))]
     fn new(interval_ns: u64, lag_threshold_ns: u64, max_bytes: usize) -> PolicyConfig {
         PolicyConfig {
             interval_ns,
