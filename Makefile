@@ -23,11 +23,13 @@ PY_TOOLS := maturin==1.16.0 pytest==9.2.0 hypothesis==6.170.27 mypy==2.4.1
 # The npm package (bindings/node): its pinned tools come from package-lock.json.
 NODE_DIR := bindings/node
 # The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.
-# `default` is the whole workspace with default features; every other word is the weir crate alone
-# with those cargo flags: `--` goes in front and `+` stands for a space, so
-# `no-default-features+features=serde` is `--no-default-features --features=serde` (serde on
-# no_std). Override for a quicker run, e.g. `make unit WEIR_FEATURE_SETS=all-features`.
-WEIR_FEATURE_SETS ?= default no-default-features no-default-features+features=serde all-features
+# `default` is the whole workspace with default features, where cargo unifies in what the other
+# members turn on (the Python binding turns on serde); `weir` is the weir crate alone with its
+# default features (std without serde); every other word is the weir crate alone with those cargo
+# flags: `--` goes in front and `+` stands for a space, so `no-default-features+features=serde` is
+# `--no-default-features --features=serde` (serde on no_std). Override for a quicker run, e.g.
+# `make unit WEIR_FEATURE_SETS=all-features`.
+WEIR_FEATURE_SETS ?= default weir no-default-features no-default-features+features=serde all-features
 # Test binaries that legitimately hold no tests, as the test summary names them
 # (`unittests:<binary>`, `tests:<binary>`, `doctests:<crate>`). Any other binary that reports
 # `running 0 tests` fails `make test`, and so does an entry here whose binary now runs tests.
@@ -68,7 +70,8 @@ test: tools vectors fmt-check clippy unit interop hostile python node doc no-std
 # The start of a loop over WEIR_FEATURE_SETS that sets $$args to the set's cargo arguments; the
 # command after it runs once per set and must end the loop with `|| exit 1; done`.
 for_each_feature_set = for set in $(WEIR_FEATURE_SETS); do \
-	if [ "$$set" = default ]; then args=--workspace; else args="-p weir --$${set//+/ --}"; fi; \
+	case "$$set" in default) args=--workspace;; weir) args="-p weir";; \
+		*) args="-p weir --$${set//+/ --}";; esac; \
 	echo "== $@ ($$set): $$args";
 
 # The Go-recorded vectors must stay exactly as they were copied.

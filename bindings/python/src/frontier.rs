@@ -7,7 +7,8 @@ use pyo3::types::PyBytes;
 use weir::frontier as core;
 use weir::time::Instant;
 
-use crate::errors::{to_py, WeirError};
+use crate::convert::nanos;
+use crate::errors::{to_py, UsageError, WeirError};
 
 /// A key range `[start, end)`: `start` is included, `end` is not, and `start < end`.
 ///
@@ -124,6 +125,21 @@ impl Frontier {
             .map(|(span, ts)| (Span(span), Timestamp(ts)))
             .collect()
     }
+
+    /// The spans ahead of the frontier, grouped per timestamp, cut to `max_bytes` of key bytes
+    /// (default 1 MiB, the policy's): spans furthest ahead first, then in key order, each kept
+    /// if it fits in what is left.
+    #[pyo3(signature = (max_bytes = core::PolicyConfig::default().max_bytes))]
+    fn checkpoint(&self, max_bytes: usize) -> Checkpoint {
+        Checkpoint(self.0.checkpoint(max_bytes))
+    }
+
+    /// Forwards every span of `checkpoint` to its group's timestamp (untracked spans are
+    /// ignored); returns whether the frontier advanced. Raises `LimitError`, changing nothing,
+    /// if the frontier could pass its entry limit.
+    fn restore(&mut self, checkpoint: &Checkpoint) -> PyResult<bool> {
+        self.0.restore(&checkpoint.0).map_err(to_py)
+    }
 }
 
 /// When a `CheckpointPolicy` persists: every argument is keyword-only, times in nanoseconds.
@@ -142,7 +158,12 @@ pub struct PolicyConfig {
 #[pymethods]
 impl PolicyConfig {
     #[new]
-    #[pyo3(signature = (*, interval_ns = 600_000_000_000, lag_threshold_ns = 600_000_000_000, max_bytes = 1_048_576))]
+    #[pyo3(signature = (
+        *,
+        interval_ns = nanos(core::PolicyConfig::default().interval),
+        lag_threshold_ns = nanos(core::PolicyConfig::default().lag_threshold),
+        max_bytes = core::PolicyConfig::default().max_bytes,
+    ))]
     fn new(interval_ns: u64, lag_threshold_ns: u64, max_bytes: usize) -> PolicyConfig {
         PolicyConfig {
             interval_ns,
@@ -192,6 +213,22 @@ impl Checkpoint {
     #[getter]
     fn omitted_spans(&self) -> usize {
         self.0.omitted_spans
+    }
+
+    /// The checkpoint as bytes to persist: UTF-8 JSON of the core's serde form, so any weir
+    /// binding (or Rust with serde_json) reads it back.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let json = serde_json::to_vec(&self.0).map_err(|e| WeirError::new_err(e.to_string()))?;
+        Ok(PyBytes::new(py, &json))
+    }
+
+    /// A checkpoint read back from `to_bytes()`. Raises `UsageError` for bytes that are not one
+    /// (malformed JSON, a missing field, an empty or inverted span).
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Checkpoint> {
+        serde_json::from_slice(data)
+            .map(Checkpoint)
+            .map_err(|e| UsageError::new_err(format!("not a checkpoint: {e}")))
     }
 
     fn __repr__(&self) -> String {

@@ -2,8 +2,10 @@
 
 Each machine is a pure state machine: bytes and events go in through ``handle_*`` calls, bytes
 to write and events come out of ``poll_output()``, and time is passed in by the caller as ``int``
-nanoseconds. ``weir.mux`` holds the DRPC connection machine, ``weir.frontier`` the span
-frontier and its checkpoint policy.
+nanoseconds. ``weir.mux`` holds the DRPC connection machine, ``weir.wire`` the DRPC frame codec,
+``weir.transfer`` the PostgreSQL session mover with its pgwire frontend and server reset,
+``weir.flow`` the flow controller, and ``weir.frontier`` the span frontier, its checkpoints and
+their policy.
 
 A call raises only when it changed nothing: ``UsageError`` (local misuse), ``LimitError`` (a
 configured limit) or ``ClosedError`` (the machine is closed), all ``WeirError``. A peer that
