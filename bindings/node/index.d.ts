@@ -126,8 +126,8 @@ export declare namespace flow {
 export declare namespace frontier {
   /**
    * The spans ahead of the frontier, grouped by timestamp, so that a restart keeps their
-   * progress. `toBuffer()` gives the bytes to persist (the core's serde form as JSON) and
-   * `Checkpoint.fromBuffer` reads them back.
+   * progress. `toBytes()` gives the bytes to persist (the core's serde form as JSON, as Python's
+   * `Checkpoint.to_bytes()` writes it) and `Checkpoint.fromBytes` reads them back.
    */
   export class Checkpoint {
     /** One group per timestamp, in descending timestamp order. */
@@ -135,12 +135,12 @@ export declare namespace frontier {
     /** Spans left out to stay within the byte budget. */
     get omittedSpans(): number
     /** The checkpoint's bytes, to persist. */
-    toBuffer(): Buffer
+    toBytes(): Buffer
     /**
-     * A checkpoint from bytes `toBuffer` made. Throws `WEIR_USAGE` for bytes that are not one
+     * A checkpoint from bytes `toBytes` made. Throws `WEIR_USAGE` for bytes that are not one
      * (an empty or inverted span among them, too).
      */
-    static fromBuffer(data: Uint8Array): Checkpoint
+    static fromBytes(data: Uint8Array): Checkpoint
   }
   /**
    * Decides when a frontier's progress is persisted: a high-water mark when the frontier moves,
@@ -318,33 +318,6 @@ export declare namespace mux {
     static mux(options?: mux.ConfigOptions | undefined | null): mux.Config
   }
   /**
-   * Reads whole packets from a byte stream as Go's `drpcwire.Reader` does (compat mode: ids only
-   * rise, a new message id drops an unfinished packet). Bytes pushed are copied into its buffer.
-   */
-  export class PacketReader {
-    /**
-     * A reader whose packets hold at most `maxBufferSize` bytes, with Go's
-     * `MaximumBufferSize` meaning: absent or 0 for the default (4 MiB), negative to refuse
-     * every packet.
-     */
-    constructor(maxBufferSize?: number | undefined | null)
-    /** Appends bytes read from the stream. */
-    push(data: Uint8Array): void
-    /**
-     * The next whole packet, or `null` until more bytes are pushed. Throws
-     * `WEIR_REMOTE_PROTOCOL` with Go's reader's text (`protocol error: ...`) when the stream
-     * breaks the format; the reader is then done with that stream.
-     */
-    read(): mux.Packet | null
-    /**
-     * How many times `read` returns a packet on the bytes pushed so far, reading them all:
-     * for counting decoded packets without handing each one to JS.
-     */
-    drain(): number
-    /** Bytes pushed and not yet decoded into frames. */
-    buffered(): number
-  }
-  /**
    * A DRPC connection, one side of it: bytes and calls in, outputs out, time passed in as
    * `bigint` nanoseconds (`process.hrtime.bigint()`). Drain `pollOutput()` until `null` after
    * every call, and call `handleTimeout(now)` once `pollTimeout()` has passed.
@@ -433,63 +406,12 @@ export declare namespace mux {
     minConnectionWindow?: number
     autotuneIntervalNs?: bigint
   }
-  /**
-   * An Error packet's data as Go reads it (data too short for a code reads as code 0 with a note
-   * in the message, as Go's); never throws.
-   */
-  export function decodeError(data: Uint8Array): mux.ErrorBody
-  /**
-   * Metadata decoded, in key order. Throws `WEIR_REMOTE_PROTOCOL` with Go's text for bytes Go
-   * would refuse.
-   */
-  export function decodeMetadata(data: Uint8Array): Array<mux.MetadataEntry>
-  /** The bytes of an Error packet's data. */
-  export function encodeError(body: mux.ErrorBody): Buffer
-  /** The bytes of `frame`. */
-  export function encodeFrame(frame: mux.Frame): Buffer
-  /**
-   * The bytes of metadata (an InvokeMetadata packet's data); later entries replace earlier ones
-   * with the same key.
-   */
-  export function encodeMetadata(entries: Array<mux.MetadataEntry>): Buffer
-  /** The bytes of `packet`, split into frames as `packetFrames` does. */
-  export function encodePacket(packet: mux.Packet, splitSize?: number | undefined | null): Buffer
-  /** The bytes of an unsigned varint. */
-  export function encodeVarint(value: bigint): Buffer
-  /** A DRPC error body: a code and a message. */
-  export interface ErrorBody {
-    code: bigint
-    message: Buffer
-  }
-  /** One frame: a packet's kind, id and a share of its data; `done` on its last frame. */
-  export interface Frame {
-    /**
-     * The packet kind (1 Invoke, 2 Message, 3 Error, 4 Cancel, 5 Close, 6 CloseSend,
-     * 7 InvokeMetadata, 8 WindowUpdate, 9 Ping, 10 Pong).
-     */
-    kind: number
-    /** Set on the last frame of a packet. */
-    done: boolean
-    /** Set on frames a peer may ignore if it does not know their kind. */
-    control: boolean
-    /** The stream id. */
-    stream: bigint
-    /** The message id within the stream. */
-    message: bigint
-    /** This frame's data. */
-    data: Buffer
-  }
   /** A histogram of power-of-two buckets: bucket `i` counts values in `[2**i, 2**(i+1))`. */
   export interface Histogram {
     buckets: Array<bigint>
     count: bigint
     sum: bigint
     max: bigint
-  }
-  /** One metadata entry. */
-  export interface MetadataEntry {
-    key: Buffer
-    value: Buffer
   }
   /** A session's counters, a snapshot. */
   export interface Metrics {
@@ -520,49 +442,11 @@ export declare namespace mux {
     | { type: 'remoteClosed'; stream: bigint }
     | { type: 'finished'; stream: bigint }
     | { type: 'closed'; reason: string; isLimit: boolean }
-  /** One packet: what a run of frames with one id carries, whole. */
-  export interface Packet {
-    /** The packet kind. */
-    kind: number
-    /** The control bit. */
-    control: boolean
-    /** The stream id. */
-    stream: bigint
-    /** The message id within the stream. */
-    message: bigint
-    /** The packet's data. */
-    data: Buffer
-  }
-  /**
-   * The frames `packet` is written as, each with at most `splitSize` bytes of data (default
-   * 64 KiB, Go's; `Infinity`: one frame).
-   */
-  export function packetFrames(packet: mux.Packet, splitSize?: number | undefined | null): Array<mux.Frame>
-  /** A frame parsed from the front of a buffer, and how many bytes it took. */
-  export interface ParsedFrame {
-    frame: mux.Frame
-    used: number
-  }
-  /** A varint read from the front of a buffer, and how many bytes it took. */
-  export interface ParsedVarint {
-    value: bigint
-    used: number
-  }
-  /**
-   * The frame at the front of `data`, or `null` when `data` does not hold a whole one yet.
-   * Throws `WEIR_REMOTE_PROTOCOL` for a varint that is too long.
-   */
-  export function parseFrame(data: Uint8Array): mux.ParsedFrame | null
   /** How a stream's reading ended, from `Session.read`. */
   export type ReadEnd =
     | { type: 'eof' }
     | { type: 'failed'; code: bigint; message: string }
     | { type: 'canceled' }
-  /**
-   * The varint at the front of `data`, or `null` when it is incomplete. Throws
-   * `WEIR_REMOTE_PROTOCOL` for one that is too long.
-   */
-  export function readVarint(data: Uint8Array): mux.ParsedVarint | null
 }
 
 export declare namespace transfer {
@@ -669,7 +553,7 @@ export declare namespace transfer {
    * ids the caller picked.
    */
   export type Output =
-    | { type: 'transmit'; server: bigint | null; source: 'client' | 'server' | 'machine'; data: Buffer }
+    | { type: 'transmit'; to: 'client' | bigint; source: 'client' | 'server' | 'machine'; data: Buffer }
     | { type: 'dialNewServer'; server: bigint; /** The startup parameters to send, as `[name, value]` pairs. */
     params: Array<[string, string]> }
     | { type: 'closeOldServer'; server: bigint }
@@ -678,4 +562,131 @@ export declare namespace transfer {
     | { type: 'closed'; reason: string }
     | { type: 'outcome'; outcome: transfer.Outcome }
     | { type: 'cancelRequest'; key: transfer.BackendKey }
+}
+
+export declare namespace wire {
+  /**
+   * Reads whole packets from a byte stream as Go's `drpcwire.Reader` does (compat mode: ids only
+   * rise, a new message id drops an unfinished packet). Bytes fed are copied into its buffer.
+   */
+  export class PacketReader {
+    /**
+     * A reader whose packets hold at most `maxPacketLen` bytes (default
+     * `DEFAULT_MAX_PACKET_LEN`, Go's 4 MiB).
+     */
+    constructor(maxPacketLen?: number | undefined | null)
+    /**
+     * A reader with Go's `ReaderOptions.MaximumBufferSize` meaning of the limit: 0 for the
+     * default (4 MiB), negative to refuse every packet.
+     */
+    static go(maximumBufferSize: number): PacketReader
+    /** Appends bytes read from the stream (copied into the reader's buffer). */
+    feed(data: Uint8Array): void
+    /**
+     * The next whole packet, or `null` until more bytes are fed. Throws
+     * `WEIR_REMOTE_PROTOCOL` with Go's reader's text (`protocol error: ...`) when the stream
+     * breaks the format; the reader is then done with that stream.
+     */
+    read(): wire.Packet | null
+    /**
+     * How many times `read` returns a packet on the bytes fed so far, reading them all:
+     * for counting decoded packets without handing each one to JS.
+     */
+    drain(): number
+    /** Bytes fed and not yet decoded into frames. */
+    bufferedLen(): number
+  }
+  /**
+   * An Error packet's data as Go reads it (data too short for a code reads as code 0 with a note
+   * in the message, as Go's); never throws.
+   */
+  export function decodeError(data: Uint8Array): wire.ErrorBody
+  /**
+   * Metadata decoded, in key order. Throws `WEIR_REMOTE_PROTOCOL` with Go's text for bytes Go
+   * would refuse.
+   */
+  export function decodeMetadata(data: Uint8Array): Array<wire.MetadataEntry>
+  /** The largest packet a `PacketReader` accepts unless told otherwise (Go's 4 MiB). */
+  export const DEFAULT_MAX_PACKET_LEN: number
+  /** The data of one frame this side writes at most, unless told otherwise (Go's 64 KiB). */
+  export const DEFAULT_SPLIT_SIZE: number
+  /** The bytes of an Error packet's data. */
+  export function encodeError(body: wire.ErrorBody): Buffer
+  /** The bytes of `frame`. */
+  export function encodeFrame(frame: wire.Frame): Buffer
+  /**
+   * The bytes of metadata (an InvokeMetadata packet's data); later entries replace earlier ones
+   * with the same key.
+   */
+  export function encodeMetadata(entries: Array<wire.MetadataEntry>): Buffer
+  /** The bytes of `packet`, split into frames as `packetFrames` does. */
+  export function encodePacket(packet: wire.Packet, splitSize?: number | undefined | null): Buffer
+  /** The bytes of an unsigned varint. */
+  export function encodeVarint(value: bigint): Buffer
+  /** A DRPC error body: a code and a message. */
+  export interface ErrorBody {
+    code: bigint
+    message: Buffer
+  }
+  /** One frame: a packet's kind, id and a share of its data; `done` on its last frame. */
+  export interface Frame {
+    /**
+     * The packet kind (1 Invoke, 2 Message, 3 Error, 4 Cancel, 5 Close, 6 CloseSend,
+     * 7 InvokeMetadata, 8 WindowUpdate, 9 Ping, 10 Pong).
+     */
+    kind: number
+    /** Set on the last frame of a packet. */
+    done: boolean
+    /** Set on frames a peer may ignore if it does not know their kind. */
+    control: boolean
+    /** The stream id. */
+    stream: bigint
+    /** The message id within the stream. */
+    message: bigint
+    /** This frame's data. */
+    data: Buffer
+  }
+  /** One metadata entry. */
+  export interface MetadataEntry {
+    key: Buffer
+    value: Buffer
+  }
+  /** One packet: what a run of frames with one id carries, whole. */
+  export interface Packet {
+    /** The packet kind. */
+    kind: number
+    /** The control bit. */
+    control: boolean
+    /** The stream id. */
+    stream: bigint
+    /** The message id within the stream. */
+    message: bigint
+    /** The packet's data. */
+    data: Buffer
+  }
+  /**
+   * The frames `packet` is written as, each with at most `splitSize` bytes of data (default
+   * 64 KiB, Go's; `Infinity`: one frame).
+   */
+  export function packetFrames(packet: wire.Packet, splitSize?: number | undefined | null): Array<wire.Frame>
+  /** A frame parsed from the front of a buffer, and how many bytes it took. */
+  export interface ParsedFrame {
+    frame: wire.Frame
+    used: number
+  }
+  /** A varint read from the front of a buffer, and how many bytes it took. */
+  export interface ParsedVarint {
+    value: bigint
+    used: number
+  }
+  /**
+   * The frame at the front of `data`, or `null` when `data` does not hold a whole one yet.
+   * Throws `WEIR_REMOTE_PROTOCOL` for a varint that is too long.
+   */
+  export function parseFrame(data: Uint8Array): wire.ParsedFrame | null
+  /**
+   * The varint at the front of `data`, or `null` when it is incomplete. Throws
+   * `WEIR_REMOTE_PROTOCOL` for one that is too long.
+   */
+  export function readVarint(data: Uint8Array): wire.ParsedVarint | null
 }

@@ -1,7 +1,7 @@
 'use strict'
 // The package's entry point: loads the native module that `napi build --platform --release`
-// (`npm run build`) puts beside this file, and exports its namespaces `mux`, `frontier`,
-// `flow` and `transfer`. The module's types are in index.d.ts, which the same build generates.
+// (`npm run build`) puts beside this file, and exports its namespaces `mux`, `wire`,
+// `frontier`, `flow` and `transfer`. The module's types are in index.d.ts, which the same build generates.
 
 const { existsSync } = require('node:fs')
 const { join } = require('node:path')
@@ -53,6 +53,7 @@ function load () {
 const native = load()
 
 module.exports.mux = native.mux
+module.exports.wire = native.wire
 module.exports.frontier = native.frontier
 module.exports.flow = native.flow
 module.exports.transfer = native.transfer

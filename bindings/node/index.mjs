@@ -1,5 +1,5 @@
 // The package's ES module entry point: the same exports as index.js.
 import native from './index.js'
 
-export const { mux, frontier, flow, transfer, nativeVersion } = native
+export const { mux, wire, frontier, flow, transfer, nativeVersion } = native
 export default native

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { test } from 'node:test'
-import weir, { flow, frontier, mux, transfer } from 'weir'
+import weir, { flow, frontier, mux, transfer, wire } from 'weir'
 import { connect, RemoteError, Router, serve } from 'weir/net'
 
 const require = createRequire(import.meta.url)
@@ -13,6 +13,7 @@ test('ESM and CommonJS load one native module', () => {
   assert.equal(weir.frontier, frontier)
   assert.equal(typeof flow.FlowControl, 'function')
   assert.equal(transfer.Machine, require('weir').transfer.Machine)
+  assert.equal(wire.PacketReader, require('weir').wire.PacketReader)
   assert.equal(connect, require('weir/net').connect)
 })
 

@@ -45,17 +45,17 @@ test('a checkpoint goes to bytes and back, and restores the spans ahead', () => 
   const checkpoint = f.checkpoint(1 << 20)
   const groups = checkpoint.groups.map((g) => [g.ts.wallNs, g.spans.map((s) => `${s.start}-${s.end}`)])
   assert.deepEqual(groups, [[9n * SECOND, ['a-c']], [5n * SECOND, ['p-q']]])
-  const restored = Checkpoint.fromBuffer(checkpoint.toBuffer())
+  const restored = Checkpoint.fromBytes(checkpoint.toBytes())
   const fresh = new Frontier([span('a', 'z')], secs(1))
   assert.equal(fresh.restore(restored), false)
   assert.ok(same(fresh.get(Buffer.from('b')), secs(9)))
   assert.ok(same(fresh.get(Buffer.from('p')), secs(5)))
   assert.ok(same(fresh.get(Buffer.from('d')), secs(1)))
   // An inverted span in otherwise good bytes is refused like a malformed document.
-  const inverted = checkpoint.toBuffer().toString().replace('"start":[97],"end":[99]', '"start":[99],"end":[97]')
-  assert.notEqual(inverted, checkpoint.toBuffer().toString())
-  assert.throws(() => Checkpoint.fromBuffer(Buffer.from(inverted)), { code: 'WEIR_USAGE', message: /span/ })
-  assert.throws(() => Checkpoint.fromBuffer(Buffer.from('nope')), { code: 'WEIR_USAGE' })
+  const inverted = checkpoint.toBytes().toString().replace('"start":[97],"end":[99]', '"start":[99],"end":[97]')
+  assert.notEqual(inverted, checkpoint.toBytes().toString())
+  assert.throws(() => Checkpoint.fromBytes(Buffer.from(inverted)), { code: 'WEIR_USAGE', message: /span/ })
+  assert.throws(() => Checkpoint.fromBytes(Buffer.from('nope')), { code: 'WEIR_USAGE' })
 })
 
 test('the policy persists the high water once per interval', () => {

@@ -5,7 +5,7 @@
 
 const assert = require('node:assert/strict')
 const { test } = require('node:test')
-const { mux, frontier, transfer } = require('weir')
+const { mux, wire, frontier, transfer } = require('weir')
 
 /** xorshift32 from a fixed seed: the same inputs every run. */
 function random (seed) {
@@ -49,7 +49,7 @@ test('sessions take arbitrary bytes and end in a closed output at most', () => {
     const session = new mux.Session(round % 4 < 2 ? 'server' : 'client', config)
     let closed = 0
     // Half the rounds open a stream first, so that the noise also lands on a live stream.
-    const invoke = mux.encodeFrame({ kind: 1, done: true, control: false, stream: 1n, message: 1n, data: Buffer.from('/a') })
+    const invoke = wire.encodeFrame({ kind: 1, done: true, control: false, stream: 1n, message: 1n, data: Buffer.from('/a') })
     for (let chunk = 0; chunk < 8 && !session.isClosed(); chunk++) {
       const noise = input(next)
       session.handleInput(BigInt(chunk), chunk === 0 && round % 2 === 0 ? Buffer.concat([invoke, noise]) : noise)
@@ -72,14 +72,14 @@ test('the codec functions take arbitrary bytes', () => {
   const next = random(0xc0dec)
   for (let round = 0; round < 3000; round++) {
     const bytes = input(next)
-    weirOnly(() => mux.parseFrame(bytes))
-    weirOnly(() => mux.readVarint(bytes))
-    weirOnly(() => mux.decodeMetadata(bytes))
-    assert.equal(typeof mux.decodeError(bytes).code, 'bigint')
-    const reader = new mux.PacketReader(round % 3 === 0 ? 16 : 0)
-    reader.push(bytes)
+    weirOnly(() => wire.parseFrame(bytes))
+    weirOnly(() => wire.readVarint(bytes))
+    weirOnly(() => wire.decodeMetadata(bytes))
+    assert.equal(typeof wire.decodeError(bytes).code, 'bigint')
+    const reader = round % 3 === 0 ? new wire.PacketReader(16) : wire.PacketReader.go(0)
+    reader.feed(bytes)
     weirOnly(() => { while (reader.read() !== null); })
-    weirOnly(() => frontier.Checkpoint.fromBuffer(bytes))
+    weirOnly(() => frontier.Checkpoint.fromBytes(bytes))
   }
 })
 

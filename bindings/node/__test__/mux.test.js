@@ -4,7 +4,7 @@
 
 const assert = require('node:assert/strict')
 const { test } = require('node:test')
-const { mux } = require('weir')
+const { mux, wire } = require('weir')
 const { Config, Session } = mux
 
 const SECOND = 1_000_000_000n
@@ -158,7 +158,7 @@ test('WEIR_USAGE: local misuse and bad arguments', () => {
   throwsCode(() => new Config({ splitSize: 0 }), 'WEIR_USAGE')
   throwsCode(() => new Config({ maxTransmit: -1 }), 'WEIR_USAGE')
   throwsCode(() => new Session('client').handleTimeout(-1n), 'WEIR_USAGE')
-  throwsCode(() => mux.encodeVarint(1n << 64n), 'WEIR_USAGE')
+  throwsCode(() => wire.encodeVarint(1n << 64n), 'WEIR_USAGE')
 })
 
 test('WEIR_LIMIT: a configured limit reached', () => {
@@ -179,9 +179,9 @@ test('WEIR_CLOSED: the machine is closed', () => {
 })
 
 test('WEIR_REMOTE_PROTOCOL: bytes that break the wire format', () => {
-  throwsCode(() => mux.decodeMetadata(Buffer.from([0x0a, 0x05, 0x0a])), 'WEIR_REMOTE_PROTOCOL')
-  const reader = new mux.PacketReader()
-  reader.push(Buffer.from('0501020568656c6c6f0501010568656c6c6f', 'hex'))
+  throwsCode(() => wire.decodeMetadata(Buffer.from([0x0a, 0x05, 0x0a])), 'WEIR_REMOTE_PROTOCOL')
+  const reader = new wire.PacketReader()
+  reader.feed(Buffer.from('0501020568656c6c6f0501010568656c6c6f', 'hex'))
   reader.read()
   throwsCode(() => reader.read(), 'WEIR_REMOTE_PROTOCOL')
 })

@@ -36,19 +36,19 @@ test('a session is relayed, and a transfer asks the old server for its state', (
   const toServer = drain(machine)
   assert.equal(toServer.length, 1)
   assert.equal(toServer[0].type, 'transmit')
-  assert.equal(toServer[0].server, 0n)
+  assert.equal(toServer[0].to, 0n)
   assert.ok(toServer[0].data.includes(Buffer.from('user\0alice\0')))
 
   machine.handleServerInput(now, 0n, GREETING)
   const toClient = drain(machine)
-  assert.ok(toClient.every((o) => o.type === 'transmit' && o.server === null && o.source === 'server'))
+  assert.ok(toClient.every((o) => o.type === 'transmit' && o.to === 'client' && o.source === 'server'))
   assert.deepEqual(Buffer.concat(toClient.map((o) => o.data)), GREETING)
   assert.equal(machine.atSafePoint(), true)
   assert.deepEqual(machine.cancelKeys().client, { processId: 7, secret: Buffer.from([0, 0, 0, 42]) })
 
   machine.requestTransfer(now, 'key1', 1n)
   const [query] = drain(machine)
-  assert.deepEqual([query.type, query.server, query.source], ['transmit', 0n, 'machine'])
+  assert.deepEqual([query.type, query.to, query.source], ['transmit', 0n, 'machine'])
   assert.deepEqual(query.data.subarray(5), Buffer.from("SHOW TRANSFER STATE WITH 'key1'\0"))
   assert.equal(machine.isTransferring(), true)
 

@@ -1,7 +1,7 @@
 // The public API as a TypeScript user writes it, type-checked with `tsc --noEmit --strict`
 // (npm run typecheck): the generated index.d.ts and the hand-written net.d.ts.
 
-import { flow, frontier, mux, transfer } from 'weir'
+import { flow, frontier, mux, transfer, wire } from 'weir'
 import { connect, IncomingStream, RemoteError, Router, serve } from 'weir/net'
 
 /** Moves every transmit of `from` into `to`, returning the other outputs. */
@@ -62,16 +62,17 @@ const deadline: bigint | null = server.pollTimeout()
 const metrics: mux.Metrics = client.metrics()
 const sent: bigint = metrics.bytesSent
 
-const frame: mux.Frame = { kind: 2, done: true, control: false, stream: 1n, message: 1n, data: Buffer.from('x') }
-const parsed: mux.ParsedFrame | null = mux.parseFrame(mux.encodeFrame(frame))
-const reader = new mux.PacketReader(0)
-reader.push(Buffer.alloc(0))
-const packet: mux.Packet | null = reader.read()
+const frame: wire.Frame = { kind: 2, done: true, control: false, stream: 1n, message: 1n, data: Buffer.from('x') }
+const parsed: wire.ParsedFrame | null = wire.parseFrame(wire.encodeFrame(frame))
+const reader = wire.PacketReader.go(0)
+const split: number = wire.DEFAULT_SPLIT_SIZE + new wire.PacketReader(wire.DEFAULT_MAX_PACKET_LEN).bufferedLen()
+reader.feed(Buffer.alloc(0))
+const packet: wire.Packet | null = reader.read()
 
 const span = new frontier.Span(Buffer.from('a'), Buffer.from('z'))
 const front = new frontier.Frontier([span], new frontier.Timestamp(1n))
 const advanced: boolean = front.forward(span, new frontier.Timestamp(2n, 1))
-const checkpoint = frontier.Checkpoint.fromBuffer(front.checkpoint(1024).toBuffer())
+const checkpoint = frontier.Checkpoint.fromBytes(front.checkpoint(1024).toBytes())
 const policy = new frontier.CheckpointPolicy(0n, front, { intervalNs: 1n })
 const decision = policy.pollOutput()
 if (decision?.type === 'persistHighWater') console.log(decision.ts.wallNs)
@@ -87,7 +88,7 @@ if (admission?.type === 'rejected') console.log(admission.reason)
 const machine = new transfer.Machine(0n, { dialect: 'postgres', reuseOldServer: true })
 machine.handleClientInput(0n, Buffer.alloc(0))
 for (let output = machine.pollOutput(); output !== null; output = machine.pollOutput()) {
-  if (output.type === 'transmit') console.log(output.server ?? 'client', output.source, output.data.length)
+  if (output.type === 'transmit') console.log(output.to === 'client' ? 'client' : output.to + 1n, output.source, output.data.length)
   if (output.type === 'dialNewServer') console.log(output.params.map(([name, value]) => `${name}=${value}`))
   if (output.type === 'outcome' && output.outcome.result !== 'success') console.log(output.outcome.failure)
 }
@@ -121,4 +122,4 @@ async function main (): Promise<void> {
   await listener.close()
 }
 
-export { main, deadline, sent, parsed, packet, advanced, checkpoint }
+export { main, deadline, sent, parsed, packet, advanced, checkpoint, split }

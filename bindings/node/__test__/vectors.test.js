@@ -6,7 +6,7 @@ const assert = require('node:assert/strict')
 const { readFileSync } = require('node:fs')
 const { join } = require('node:path')
 const { test } = require('node:test')
-const { mux } = require('weir')
+const { wire } = require('weir')
 
 const VECTORS = join(__dirname, '..', '..', '..', 'tests', 'vectors', 'drpc')
 const load = (name) => JSON.parse(readFileSync(join(VECTORS, name), 'utf8'))
@@ -36,14 +36,14 @@ function decodeError (f) {
 test('varints', () => {
   const v = load('varints.json')
   for (const c of v.valid) {
-    const wire = mux.encodeVarint(BigInt(c.value))
-    assert.deepEqual(wire, hex(c.hex), c.value)
-    assert.deepEqual(mux.readVarint(wire), { value: BigInt(c.value), used: wire.length })
+    const encoded = wire.encodeVarint(BigInt(c.value))
+    assert.deepEqual(encoded, hex(c.hex), c.value)
+    assert.deepEqual(wire.readVarint(encoded), { value: BigInt(c.value), used: encoded.length })
   }
   for (const c of v.invalid) {
     let got = 'incomplete'
     const error = decodeError(() => {
-      const result = mux.readVarint(hex(c.hex))
+      const result = wire.readVarint(hex(c.hex))
       assert.equal(result, null, `${c.name}: decoded ${result?.value}`)
     })
     if (error !== null) got = error
@@ -51,7 +51,7 @@ test('varints', () => {
   }
   for (const c of v.decode_extra) {
     const input = hex(c.hex)
-    const { value, used } = mux.readVarint(input)
+    const { value, used } = wire.readVarint(input)
     assert.equal(value, BigInt(c.value), c.name)
     assert.deepEqual(input.subarray(used), hex(c.rest_hex), c.name)
   }
@@ -62,10 +62,10 @@ test('frames encode as Go wrote them and parse back', () => {
   const cases = load('frames.json')
   for (const c of cases) {
     const frame = frameOf(c, hex(c.data_hex))
-    const wire = mux.encodeFrame(frame)
-    assert.deepEqual(wire, hex(c.wire_hex), c.name)
-    const parsed = mux.parseFrame(wire)
-    assert.equal(parsed.used, wire.length, c.name)
+    const encoded = wire.encodeFrame(frame)
+    assert.deepEqual(encoded, hex(c.wire_hex), c.name)
+    const parsed = wire.parseFrame(encoded)
+    assert.equal(parsed.used, encoded.length, c.name)
     if (c.roundtrips) {
       assert.deepEqual(parsed.frame, frame, c.name)
     } else {
@@ -83,7 +83,7 @@ test('frames parse as Go parsed them', () => {
   for (const c of cases) {
     const input = hex(c.input_hex)
     let parsed
-    const error = decodeError(() => { parsed = mux.parseFrame(input) })
+    const error = decodeError(() => { parsed = wire.parseFrame(input) })
     if (error !== null) {
       assert.ok(!c.ok, c.name)
       assert.equal(error, c.error, c.name)
@@ -101,10 +101,10 @@ test('frames parse as Go parsed them', () => {
 
 /** Feeds `input` to a reader `chunk` bytes at a time: the packets, and how the stream ended. */
 function readAll (maxBufferSize, input, chunk) {
-  const reader = new mux.PacketReader(maxBufferSize)
+  const reader = wire.PacketReader.go(maxBufferSize)
   const packets = []
   for (let at = 0; at < Math.max(input.length, 1); at += Math.max(chunk, 1)) {
-    reader.push(input.subarray(at, at + Math.max(chunk, 1)))
+    reader.feed(input.subarray(at, at + Math.max(chunk, 1)))
     for (;;) {
       let packet
       const error = decodeError(() => { packet = reader.read() })
@@ -150,7 +150,7 @@ test('packets split into frames as Go split them', () => {
     const data = p.data_hex !== null && p.data_hex !== undefined ? hex(p.data_hex) : pattern(p.data_len)
     assert.equal(data.length, p.data_len, c.name)
     const packet = packetOf(p, data)
-    const frames = mux.packetFrames(packet, goSplit(c.split_size))
+    const frames = wire.packetFrames(packet, goSplit(c.split_size))
     assert.equal(frames.length, c.frame_count, c.name)
     // The run-length form covers every case; compared field by field, as some cases have
     // hundreds of thousands of frames.
@@ -166,8 +166,8 @@ test('packets split into frames as Go split them', () => {
       }
     }
     assert.equal(at, frames.length, c.name)
-    const framed = Buffer.concat(frames.map((f) => mux.encodeFrame(f)))
-    assert.ok(mux.encodePacket(packet, goSplit(c.split_size)).equals(framed), c.name)
+    const framed = Buffer.concat(frames.map((f) => wire.encodeFrame(f)))
+    assert.ok(wire.encodePacket(packet, goSplit(c.split_size)).equals(framed), c.name)
   }
   assert.equal(cases.length, 36)
 })
@@ -175,11 +175,11 @@ test('packets split into frames as Go split them', () => {
 test('error bodies', () => {
   const e = load('errors.json')
   for (const c of e.encode) {
-    const wire = mux.encodeError({ code: BigInt(c.code), message: hex(c.message_hex) })
-    assert.deepEqual(wire, hex(c.wire_hex), c.name)
+    const encoded = wire.encodeError({ code: BigInt(c.code), message: hex(c.message_hex) })
+    assert.deepEqual(encoded, hex(c.wire_hex), c.name)
   }
   for (const c of e.decode) {
-    const body = mux.decodeError(hex(c.wire_hex))
+    const body = wire.decodeError(hex(c.wire_hex))
     assert.equal(body.code, BigInt(c.code), c.name)
     assert.deepEqual(body.message, hex(c.message_hex), c.name)
   }
@@ -190,11 +190,11 @@ test('metadata', () => {
   const m = load('metadata.json')
   const entries = (pairs) => pairs.map(([k, v]) => ({ key: hex(k), value: hex(v) }))
   for (const c of m.encode) {
-    assert.deepEqual(mux.encodeMetadata(entries(c.pairs_hex)), hex(c.hex), c.name)
+    assert.deepEqual(wire.encodeMetadata(entries(c.pairs_hex)), hex(c.hex), c.name)
   }
   for (const c of m.decode) {
     let decoded
-    const error = decodeError(() => { decoded = mux.decodeMetadata(hex(c.input_hex)) })
+    const error = decodeError(() => { decoded = wire.decodeMetadata(hex(c.input_hex)) })
     if (error === null) {
       assert.ok(c.ok, `${c.name}: decoded but Go failed`)
       assert.deepEqual(decoded, entries(c.pairs_hex), c.name)
@@ -214,10 +214,10 @@ test('transcripts decode frame by frame and packet by packet, and re-encode exac
       ['server_to_client', t.server_to_client_hex, t.server_to_client_frames]
     ]) {
       const what = `${t.name} ${direction}`
-      const wire = hex(wireHex)
-      let rest = wire
+      const encoded = hex(wireHex)
+      let rest = encoded
       let count = 0
-      for (let parsed; (parsed = mux.parseFrame(rest)) !== null; count++) {
+      for (let parsed; (parsed = wire.parseFrame(rest)) !== null; count++) {
         const want = summary[count]
         assert.ok(want !== undefined, `${what}: extra frame`)
         const { kind, done, control, stream, message, data } = parsed.frame
@@ -228,12 +228,12 @@ test('transcripts decode frame by frame and packet by packet, and re-encode exac
       }
       assert.ok(rest.length === 0 && count === summary.length, `${what}: trailing bytes`)
 
-      const reader = new mux.PacketReader()
-      reader.push(wire)
+      const reader = new wire.PacketReader()
+      reader.feed(encoded)
       const reencoded = []
-      for (let packet; (packet = reader.read()) !== null;) reencoded.push(mux.encodePacket(packet))
-      assert.equal(reader.buffered(), 0, `${what}: bytes left undecoded`)
-      assert.deepEqual(Buffer.concat(reencoded), wire, `${what}: re-encoding differs`)
+      for (let packet; (packet = reader.read()) !== null;) reencoded.push(wire.encodePacket(packet))
+      assert.equal(reader.bufferedLen(), 0, `${what}: bytes left undecoded`)
+      assert.deepEqual(Buffer.concat(reencoded), encoded, `${what}: re-encoding differs`)
     }
   }
   assert.equal(transcripts.length, 13)

@@ -6,7 +6,7 @@
 
 const { fork } = require('node:child_process')
 const grpc = require('@grpc/grpc-js')
-const { mux } = require('weir')
+const { wire } = require('weir')
 const { connect, serve, Router } = require('weir/net')
 
 const SECONDS = process.env.WEIR_BENCH_QUICK === '1' ? 2 : 10
@@ -52,15 +52,15 @@ function framesDecodedPerSecond () {
   // 4096 single-frame Message packets of 64 bytes, as a peer would send them, read over and over.
   const packets = []
   for (let i = 1n; i <= 4096n; i++) {
-    packets.push(mux.encodePacket({ kind: 2, control: false, stream: i, message: 1n, data: MESSAGE }))
+    packets.push(wire.encodePacket({ kind: 2, control: false, stream: i, message: 1n, data: MESSAGE }))
   }
-  const wire = Buffer.concat(packets)
+  const bytes = Buffer.concat(packets)
   let frames = 0
   const started = process.hrtime.bigint()
   const until = started + BigInt(SECONDS) * 1_000_000_000n
   while (process.hrtime.bigint() < until) {
-    const reader = new mux.PacketReader()
-    reader.push(wire)
+    const reader = new wire.PacketReader()
+    reader.feed(bytes)
     frames += reader.drain()
   }
   return frames / (Number(process.hrtime.bigint() - started) / 1e9)

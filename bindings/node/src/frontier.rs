@@ -170,8 +170,8 @@ pub struct CheckpointGroup {
 }
 
 /// The spans ahead of the frontier, grouped by timestamp, so that a restart keeps their
-/// progress. `toBuffer()` gives the bytes to persist (the core's serde form as JSON) and
-/// `Checkpoint.fromBuffer` reads them back.
+/// progress. `toBytes()` gives the bytes to persist (the core's serde form as JSON, as Python's
+/// `Checkpoint.to_bytes()` writes it) and `Checkpoint.fromBytes` reads them back.
 #[napi(namespace = "frontier")]
 #[derive(Clone)]
 pub struct Checkpoint(core::Checkpoint);
@@ -199,16 +199,16 @@ impl Checkpoint {
 
     /// The checkpoint's bytes, to persist.
     #[napi]
-    pub fn to_buffer(&self) -> Result<Buffer> {
+    pub fn to_bytes(&self) -> Result<Buffer> {
         serde_json::to_vec(&self.0)
             .map(Buffer::from)
             .map_err(|e| usage(e.to_string()))
     }
 
-    /// A checkpoint from bytes `toBuffer` made. Throws `WEIR_USAGE` for bytes that are not one
+    /// A checkpoint from bytes `toBytes` made. Throws `WEIR_USAGE` for bytes that are not one
     /// (an empty or inverted span among them, too).
     #[napi(factory)]
-    pub fn from_buffer(data: &[u8]) -> Result<Checkpoint> {
+    pub fn from_bytes(data: &[u8]) -> Result<Checkpoint> {
         serde_json::from_slice(data)
             .map(Checkpoint)
             .map_err(|e| usage(format!("not a checkpoint: {e}")))

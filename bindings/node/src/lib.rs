@@ -9,7 +9,8 @@
 //!
 //! Type and error conversion only; the protocol logic is the `weir` crate's. `@napi-rs/cli`
 //! builds this crate and generates `index.d.ts` from its doc comments; the package's `index.js`
-//! loads the module and exports its namespaces `mux`, `frontier`, `flow` and `transfer`;
+//! loads the module and exports its namespaces `mux`, `wire`, `frontier`, `flow` and
+//! `transfer`;
 //! `net.js` is the `node:net` adapter over `mux.Session`.
 
 pub mod buffer;

@@ -4,12 +4,12 @@
 //! const { transfer } = require('weir')
 //! const machine = new transfer.Machine(0n)                 // the session is on server 0
 //! machine.handleClientInput(0n, Buffer.from('\0\0\0\x14\0\x03\0\0user\0alice\0\0', 'latin1')) // StartupMessage
-//! console.log(machine.pollOutput())                        // { type: 'transmit', server: 0n, source: 'client', data }
+//! console.log(machine.pollOutput())                        // { type: 'transmit', to: 0n, source: 'client', data }
 //! ```
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::BigInt;
+use napi::bindgen_prelude::{BigInt, Either};
 use napi_derive::napi;
 use weir::time::Instant;
 use weir::transfer as core;
@@ -138,10 +138,11 @@ pub struct Outcome {
     object_from_js = false
 )]
 pub enum Output {
-    /// Write `data` to the client (`server` is `null`) or to that server, in order. `source`
-    /// says where the bytes came from.
+    /// Write `data` to `to`, the client or a server, in order. `source` says where the bytes
+    /// came from.
     Transmit {
-        server: Option<u64>,
+        #[napi(ts_type = "'client' | bigint")]
+        to: Either<&'static str, u64>,
         #[napi(ts_type = "'client' | 'server' | 'machine'")]
         source: String,
         data: Buffer,
@@ -291,9 +292,9 @@ impl Machine {
     pub fn poll_output(&mut self) -> Option<Output> {
         Some(match self.0.poll_output()? {
             core::Output::Transmit(t) => Output::Transmit {
-                server: match t.to {
-                    core::Peer::Client => None,
-                    core::Peer::Server(id) => Some(id.0),
+                to: match t.to {
+                    core::Peer::Client => Either::A("client"),
+                    core::Peer::Server(id) => Either::B(id.0),
                 },
                 source: match t.source {
                     core::Source::Client => "client",

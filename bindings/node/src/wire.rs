@@ -1,10 +1,10 @@
-//! `mux`'s codec functions: the DRPC wire format, byte for byte as Go's `storj.io/drpc`.
+//! `wire`: the DRPC wire format, byte for byte as Go's `storj.io/drpc`.
 //!
 //! ```js
-//! const { mux } = require('weir')
-//! const wire = mux.encodePacket({ kind: 2, control: false, stream: 1n, message: 2n, data: Buffer.from('hello') }, 2)
-//! const reader = new mux.PacketReader()
-//! reader.push(wire)
+//! const { wire } = require('weir')
+//! const bytes = wire.encodePacket({ kind: 2, control: false, stream: 1n, message: 2n, data: Buffer.from('hello') }, 2)
+//! const reader = new wire.PacketReader()
+//! reader.feed(bytes)
 //! console.log(reader.read().data.toString())               // 'hello', from three frames
 //! ```
 //!
@@ -31,7 +31,7 @@ fn kind(kind: u32) -> Result<Kind> {
 }
 
 /// One frame: a packet's kind, id and a share of its data; `done` on its last frame.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct Frame {
     /// The packet kind (1 Invoke, 2 Message, 3 Error, 4 Cancel, 5 Close, 6 CloseSend,
     /// 7 InvokeMetadata, 8 WindowUpdate, 9 Ping, 10 Pong).
@@ -49,7 +49,7 @@ pub struct Frame {
 }
 
 /// One packet: what a run of frames with one id carries, whole.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct Packet {
     /// The packet kind.
     pub kind: u32,
@@ -64,28 +64,28 @@ pub struct Packet {
 }
 
 /// A frame parsed from the front of a buffer, and how many bytes it took.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct ParsedFrame {
     pub frame: Frame,
     pub used: u32,
 }
 
 /// A varint read from the front of a buffer, and how many bytes it took.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct ParsedVarint {
     pub value: BigInt,
     pub used: u32,
 }
 
 /// A DRPC error body: a code and a message.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct ErrorBody {
     pub code: BigInt,
     pub message: Buffer,
 }
 
 /// One metadata entry.
-#[napi(object, namespace = "mux")]
+#[napi(object, namespace = "wire")]
 pub struct MetadataEntry {
     pub key: Buffer,
     pub value: Buffer,
@@ -139,7 +139,7 @@ fn split_size(split: Option<f64>) -> Result<SplitSize> {
 }
 
 /// The bytes of `frame`.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn encode_frame(frame: Frame) -> Result<Buffer> {
     let frame = core::Frame {
         kind: kind(frame.kind)?,
@@ -155,7 +155,7 @@ pub fn encode_frame(frame: Frame) -> Result<Buffer> {
 
 /// The frame at the front of `data`, or `null` when `data` does not hold a whole one yet.
 /// Throws `WEIR_REMOTE_PROTOCOL` for a varint that is too long.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn parse_frame(data: &[u8]) -> Result<Option<ParsedFrame>> {
     let Some((frame, used)) = core::parse_frame(data).map_err(broken)? else {
         return Ok(None);
@@ -169,7 +169,7 @@ pub fn parse_frame(data: &[u8]) -> Result<Option<ParsedFrame>> {
 
 /// The frames `packet` is written as, each with at most `splitSize` bytes of data (default
 /// 64 KiB, Go's; `Infinity`: one frame).
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn packet_frames(packet: Packet, split_size: Option<f64>) -> Result<Vec<Frame>> {
     let packet = from_packet(&packet)?;
     Ok(packet
@@ -187,7 +187,7 @@ pub fn packet_frames(packet: Packet, split_size: Option<f64>) -> Result<Vec<Fram
 }
 
 /// The bytes of `packet`, split into frames as `packetFrames` does.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn encode_packet(packet: Packet, split_size: Option<f64>) -> Result<Buffer> {
     let packet = from_packet(&packet)?;
     let split = self::split_size(split_size)?;
@@ -199,7 +199,7 @@ pub fn encode_packet(packet: Packet, split_size: Option<f64>) -> Result<Buffer> 
 }
 
 /// The bytes of an unsigned varint.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn encode_varint(value: BigInt) -> Result<Buffer> {
     let mut wire = Vec::new();
     core::put_varint(&mut wire, to_u64("value", &value)?);
@@ -208,7 +208,7 @@ pub fn encode_varint(value: BigInt) -> Result<Buffer> {
 
 /// The varint at the front of `data`, or `null` when it is incomplete. Throws
 /// `WEIR_REMOTE_PROTOCOL` for one that is too long.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn read_varint(data: &[u8]) -> Result<Option<ParsedVarint>> {
     Ok(core::read_varint(data)
         .map_err(broken)?
@@ -219,7 +219,7 @@ pub fn read_varint(data: &[u8]) -> Result<Option<ParsedVarint>> {
 }
 
 /// The bytes of an Error packet's data.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn encode_error(body: ErrorBody) -> Result<Buffer> {
     let body = core::ErrorBody::new(
         to_u64("code", &body.code)?,
@@ -232,7 +232,7 @@ pub fn encode_error(body: ErrorBody) -> Result<Buffer> {
 
 /// An Error packet's data as Go reads it (data too short for a code reads as code 0 with a note
 /// in the message, as Go's); never throws.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn decode_error(data: &[u8]) -> ErrorBody {
     let body = core::ErrorBody::decode(Bytes::copy_from_slice(data));
     ErrorBody {
@@ -243,7 +243,7 @@ pub fn decode_error(data: &[u8]) -> ErrorBody {
 
 /// The bytes of metadata (an InvokeMetadata packet's data); later entries replace earlier ones
 /// with the same key.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn encode_metadata(entries: Vec<MetadataEntry>) -> Result<Buffer> {
     let metadata: core::Metadata = entries
         .iter()
@@ -263,7 +263,7 @@ pub fn encode_metadata(entries: Vec<MetadataEntry>) -> Result<Buffer> {
 
 /// Metadata decoded, in key order. Throws `WEIR_REMOTE_PROTOCOL` with Go's text for bytes Go
 /// would refuse.
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 pub fn decode_metadata(data: &[u8]) -> Result<Vec<MetadataEntry>> {
     let metadata = core::Metadata::decode(&Bytes::copy_from_slice(data)).map_err(broken)?;
     Ok(metadata
@@ -275,34 +275,49 @@ pub fn decode_metadata(data: &[u8]) -> Result<Vec<MetadataEntry>> {
         .collect())
 }
 
+/// The data of one frame this side writes at most, unless told otherwise (Go's 64 KiB).
+#[napi(namespace = "wire")]
+pub const DEFAULT_SPLIT_SIZE: u32 = 64 << 10;
+
+/// The largest packet a `PacketReader` accepts unless told otherwise (Go's 4 MiB).
+#[napi(namespace = "wire")]
+pub const DEFAULT_MAX_PACKET_LEN: u32 = 4 << 20;
+
 /// Reads whole packets from a byte stream as Go's `drpcwire.Reader` does (compat mode: ids only
-/// rise, a new message id drops an unfinished packet). Bytes pushed are copied into its buffer.
-#[napi(namespace = "mux")]
+/// rise, a new message id drops an unfinished packet). Bytes fed are copied into its buffer.
+#[napi(namespace = "wire")]
 pub struct PacketReader {
     reader: core::PacketReader,
     buffer: BytesMut,
 }
 
-#[napi(namespace = "mux")]
+#[napi(namespace = "wire")]
 impl PacketReader {
-    /// A reader whose packets hold at most `maxBufferSize` bytes, with Go's
-    /// `MaximumBufferSize` meaning: absent or 0 for the default (4 MiB), negative to refuse
-    /// every packet.
+    /// A reader whose packets hold at most `maxPacketLen` bytes (default
+    /// `DEFAULT_MAX_PACKET_LEN`, Go's 4 MiB).
     #[napi(constructor)]
-    pub fn new(max_buffer_size: Option<i64>) -> PacketReader {
-        PacketReader {
-            reader: core::PacketReader::compat(PacketLimit::from_go(max_buffer_size.unwrap_or(0))),
-            buffer: BytesMut::new(),
-        }
+    pub fn new(max_packet_len: Option<f64>) -> Result<PacketReader> {
+        let max = match max_packet_len {
+            Some(n) => to_usize("maxPacketLen", n)?,
+            None => DEFAULT_MAX_PACKET_LEN as usize,
+        };
+        Ok(PacketReader::with_limit(PacketLimit::AtMost(max)))
     }
 
-    /// Appends bytes read from the stream.
+    /// A reader with Go's `ReaderOptions.MaximumBufferSize` meaning of the limit: 0 for the
+    /// default (4 MiB), negative to refuse every packet.
+    #[napi(factory)]
+    pub fn go(maximum_buffer_size: i64) -> PacketReader {
+        PacketReader::with_limit(PacketLimit::from_go(maximum_buffer_size))
+    }
+
+    /// Appends bytes read from the stream (copied into the reader's buffer).
     #[napi]
-    pub fn push(&mut self, data: &[u8]) {
+    pub fn feed(&mut self, data: &[u8]) {
         self.buffer.extend_from_slice(data);
     }
 
-    /// The next whole packet, or `null` until more bytes are pushed. Throws
+    /// The next whole packet, or `null` until more bytes are fed. Throws
     /// `WEIR_REMOTE_PROTOCOL` with Go's reader's text (`protocol error: ...`) when the stream
     /// breaks the format; the reader is then done with that stream.
     #[napi]
@@ -313,7 +328,7 @@ impl PacketReader {
         }
     }
 
-    /// How many times `read` returns a packet on the bytes pushed so far, reading them all:
+    /// How many times `read` returns a packet on the bytes fed so far, reading them all:
     /// for counting decoded packets without handing each one to JS.
     #[napi]
     pub fn drain(&mut self) -> Result<u32> {
@@ -324,14 +339,21 @@ impl PacketReader {
         Ok(count)
     }
 
-    /// Bytes pushed and not yet decoded into frames.
+    /// Bytes fed and not yet decoded into frames.
     #[napi]
-    pub fn buffered(&self) -> u32 {
+    pub fn buffered_len(&self) -> u32 {
         u32::try_from(self.buffer.len()).unwrap_or(u32::MAX)
     }
 }
 
 impl PacketReader {
+    fn with_limit(limit: PacketLimit) -> PacketReader {
+        PacketReader {
+            reader: core::PacketReader::compat(limit),
+            buffer: BytesMut::new(),
+        }
+    }
+
     fn read_one(&mut self) -> Result<bool> {
         match self.reader.read(&mut self.buffer) {
             Ok(packet) => Ok(packet.is_some()),
