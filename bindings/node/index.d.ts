@@ -181,8 +181,11 @@ export declare namespace frontier {
     get(key: Uint8Array): frontier.Timestamp | null
     /** Every entry, in key order. */
     entries(): Array<frontier.Entry>
-    /** The spans ahead of the frontier, in at most `maxBytes` of keys. */
-    checkpoint(maxBytes: number): Checkpoint
+    /**
+     * The spans ahead of the frontier, in at most `maxBytes` of keys (default the policy's,
+     * 1 MiB).
+     */
+    checkpoint(maxBytes?: number | undefined | null): Checkpoint
     /**
      * Forwards each span of `checkpoint` to its timestamp; returns whether the frontier
      * advanced.

@@ -45,6 +45,8 @@ test('a checkpoint goes to bytes and back, and restores the spans ahead', () => 
   const checkpoint = f.checkpoint(1 << 20)
   const groups = checkpoint.groups.map((g) => [g.ts.wallNs, g.spans.map((s) => `${s.start}-${s.end}`)])
   assert.deepEqual(groups, [[9n * SECOND, ['a-c']], [5n * SECOND, ['p-q']]])
+  assert.deepEqual(f.checkpoint().toBytes(), checkpoint.toBytes(), 'the default budget is 1 MiB')
+  assert.equal(f.checkpoint(2).omittedSpans, 1, 'a 2-byte budget leaves p-q out')
   const restored = Checkpoint.fromBytes(checkpoint.toBytes())
   const fresh = new Frontier([span('a', 'z')], secs(1))
   assert.equal(fresh.restore(restored), false)

@@ -146,12 +146,15 @@ impl Frontier {
             .collect()
     }
 
-    /// The spans ahead of the frontier, in at most `maxBytes` of keys.
+    /// The spans ahead of the frontier, in at most `maxBytes` of keys (default the policy's,
+    /// 1 MiB).
     #[napi]
-    pub fn checkpoint(&self, max_bytes: f64) -> Result<Checkpoint> {
-        Ok(Checkpoint(
-            self.0.checkpoint(to_usize("maxBytes", max_bytes)?),
-        ))
+    pub fn checkpoint(&self, max_bytes: Option<f64>) -> Result<Checkpoint> {
+        let max_bytes = match max_bytes {
+            Some(n) => to_usize("maxBytes", n)?,
+            None => core::PolicyConfig::default().max_bytes,
+        };
+        Ok(Checkpoint(self.0.checkpoint(max_bytes)))
     }
 
     /// Forwards each span of `checkpoint` to its timestamp; returns whether the frontier
