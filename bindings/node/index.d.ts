@@ -57,13 +57,26 @@ export declare namespace flow {
      * does not know.
      */
     available(stream: StreamId, workClass: 'control' | 'regular' | 'elastic'): number | null
+    /**
+     * Tokens of `workClass` tracked on `stream` (deducted, not yet returned), or `null` for a
+     * stream it does not know.
+     */
+    tracked(stream: StreamId, workClass: 'control' | 'regular' | 'elastic'): bigint | null
+    /** Whether `stream` is connected, or `null` for a stream it does not know. */
+    isConnected(stream: flow.StreamId): boolean | null
+    /** Requests waiting for tokens. */
+    waiting(): number
+    /** Bytes of the requests waiting for tokens. */
+    waitingBytes(): bigint
+    /** Admitted requests not yet bound to a log position. */
+    unbound(): number
     /** The counters, a snapshot: the core's metrics as a plain object (`regular`, `elastic`). */
     metrics(): Record<string, unknown>
     /**
-     * Checks that available plus tracked tokens equal the pool size for every stream; throws
-     * `WEIR_UNKNOWN` naming the first that does not (a bug in the controller, not the caller).
+     * Checks that available plus tracked tokens equal the pool size for every stream: `null`
+     * when they do, else what broke (a bug in the controller, not in its caller).
      */
-    checkInvariants(): void
+    checkInvariants(): string | null
   }
   /** A `FlowControl`'s limits; each field left out keeps its default. */
   export interface Config {
@@ -484,6 +497,10 @@ export declare namespace transfer {
     pollTimeout(): bigint | null
     /** The session's cancel keys. */
     cancelKeys(): transfer.CancelKeys
+    /** The client's startup parameters, as `[name, value]` pairs. */
+    startupParams(): Array<[string, string]>
+    /** Bytes the machine holds (client bytes held during a transfer, parts of messages). */
+    bufferedLen(): number
     /** The server the session is on. */
     server(): bigint
     /** Whether both streams are at a message boundary with nothing outstanding and idle. */

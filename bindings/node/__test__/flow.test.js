@@ -22,13 +22,19 @@ test('a write is admitted, bound and returned as the replicas admit it', () => {
   assert.equal(admitted.grant.charged.length, 3)
   assert.equal(fc.pollOutput(), null)
   assert.equal(fc.available(replicas[1], 'regular'), 15 * 2 ** 20)
+  assert.equal(fc.unbound(), 1)
+  assert.equal(fc.tracked(replicas[0], 'regular'), MIB)
   fc.bind(0n, 1n, at(1n))
   for (const s of replicas) {
     assert.equal(fc.handleAdmitted(0n, s, 'regular', at(1n)), MIB)
     assert.equal(fc.handleAdmitted(0n, s, 'regular', at(1n)), 0n)
   }
   assert.equal(fc.available(replicas[1], 'regular'), 16 * 2 ** 20)
-  fc.checkInvariants()
+  assert.equal(fc.checkInvariants(), null)
+  assert.equal(fc.tracked(replicas[0], 'regular'), 0n)
+  assert.equal(fc.isConnected(replicas[0]), true)
+  assert.equal(fc.isConnected(stream(9n)), null)
+  assert.deepEqual([fc.waiting(), fc.waitingBytes(), fc.unbound()], [0, 0n, 0])
   assert.equal(typeof fc.metrics().regular, 'object')
 })
 

@@ -39,6 +39,7 @@ test('a session is relayed, and a transfer asks the old server for its state', (
   assert.equal(toServer[0].to, 0n)
   assert.ok(toServer[0].data.includes(Buffer.from('user\0alice\0')))
 
+  assert.deepEqual(machine.startupParams(), [['user', 'alice']])
   machine.handleServerInput(now, 0n, GREETING)
   const toClient = drain(machine)
   assert.ok(toClient.every((o) => o.type === 'transmit' && o.to === 'client' && o.source === 'server'))
@@ -55,6 +56,7 @@ test('a session is relayed, and a transfer asks the old server for its state', (
   // Client bytes are held while the transfer runs.
   machine.handleClientInput(now, Buffer.from('Q\0\0\0\x0dSELECT 1\0', 'latin1'))
   assert.equal(machine.pollOutput(), null)
+  assert.ok(machine.bufferedLen() >= 14, 'the held Query')
   assert.equal(machine.pollTimeout(), 16n * SECOND)
 
   // No answer before the deadline: past the point of no return, the session is closed.

@@ -355,6 +355,22 @@ impl Machine {
         }
     }
 
+    /// The client's startup parameters, as `[name, value]` pairs.
+    #[napi(ts_return_type = "Array<[string, string]>")]
+    pub fn startup_params(&self) -> Vec<Vec<String>> {
+        self.0
+            .startup_params()
+            .into_iter()
+            .map(|(k, v)| vec![k, v])
+            .collect()
+    }
+
+    /// Bytes the machine holds (client bytes held during a transfer, parts of messages).
+    #[napi]
+    pub fn buffered_len(&self) -> u32 {
+        u32::try_from(self.0.buffered_len()).unwrap_or(u32::MAX)
+    }
+
     /// The server the session is on.
     #[napi]
     pub fn server(&self) -> u64 {
