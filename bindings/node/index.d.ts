@@ -467,6 +467,26 @@ export declare namespace mux {
 
 export declare namespace transfer {
   /**
+   * Reads a new client's first packet, answering encryption requests with `N`, and hands on its
+   * StartupMessage or CancelRequest. Sans-IO, like `Machine`.
+   */
+  export class Frontend {
+    /** A frontend started at `now`, with `config`. */
+    constructor(now: bigint, config?: transfer.FrontendConfig | undefined | null)
+    /** Bytes from the client (copied once). */
+    handleInput(now: bigint, data: Uint8Array): void
+    /** The deadline from `pollTimeout()` has passed. */
+    handleTimeout(now: bigint): void
+    /** The next output, or `null`. */
+    pollOutput(): transfer.FrontendOutput | null
+    /** When to call `handleTimeout`, in nanoseconds, or `null` for no timer. */
+    pollTimeout(): bigint | null
+    /** Whether the final output has been produced. */
+    isFinished(): boolean
+    /** Bytes held until the startup packet is whole. */
+    bufferedLen(): number
+  }
+  /**
    * One client session and the server it is on, relayed byte for byte, movable to another
    * server with `requestTransfer`. Sans-IO: feed each peer's bytes in, drain `pollOutput()`
    * after every call, and call `handleTimeout(now)` at `pollTimeout()`.
@@ -512,11 +532,44 @@ export declare namespace transfer {
     /** The counters, a snapshot. */
     metrics(): transfer.Metrics
   }
+  /**
+   * Resets a server connection a session left, so that a later transfer can reuse it. Sans-IO,
+   * like `Machine`.
+   */
+  export class Reset {
+    /** A reset started at `now` (its query is the first output), with `config`. */
+    constructor(now: bigint, config?: transfer.ResetConfig | undefined | null)
+    /** Bytes from the server (copied once). */
+    handleInput(now: bigint, data: Uint8Array): void
+    /** The server closed the connection. */
+    handleEof(now: bigint): void
+    /** The deadline from `pollTimeout()` has passed. */
+    handleTimeout(now: bigint): void
+    /** The next output, or `null`. */
+    pollOutput(): transfer.ResetOutput | null
+    /** When to call `handleTimeout`, in nanoseconds, or `null` for no timer. */
+    pollTimeout(): bigint | null
+    /** Whether the final output has been produced. */
+    isFinished(): boolean
+    /** Bytes held until a server message is whole. */
+    bufferedLen(): number
+  }
   /** A backend's cancel key: its process id and secret. */
   export interface BackendKey {
     processId: number
     secret: Buffer
   }
+  /** A CancelRequest for the backend with `key`. */
+  export function buildCancelRequest(key: transfer.BackendKey): Buffer
+  /** An ErrorResponse with SQLSTATE `code` and `message`, as a server sends it. */
+  export function buildErrorResponse(code: string, message: string): Buffer
+  /** A simple-protocol Query message; `WEIR_USAGE` for SQL holding a NUL. */
+  export function buildQuery(sql: string): Buffer
+  /**
+   * A StartupMessage (protocol 3.0) with `params` as `[name, value]` pairs; `WEIR_USAGE` when it
+   * would pass `maxLen` bytes (default 10000) or a name or value holds a NUL.
+   */
+  export function buildStartupMessage(params: Array<[string, string]>, maxLen?: number): Buffer
   /** The cancel keys of a session: the one the client knows and the one of the server it is on. */
   export interface CancelKeys {
     client: transfer.BackendKey | null
@@ -542,6 +595,24 @@ export declare namespace transfer {
     /** Hand the old server back for reuse (`releaseOldServer`) instead of closing it. */
     reuseOldServer?: boolean
   }
+  /** How a `Frontend` reads the first packet; each field left out keeps its default. */
+  export interface FrontendConfig {
+    /** The longest startup packet accepted, length field included (default 10000). */
+    maxStartupLen?: number
+    /** Encryption requests answered `N` before the client is refused (default 2). */
+    maxEncryptionRequests?: number
+    /**
+     * How long the client has to send its StartupMessage or CancelRequest, nanoseconds
+     * (default 60 s).
+     */
+    loginTimeoutNs?: bigint
+  }
+  /** What a `Frontend` asks of its caller, told apart by `type`. */
+  export type FrontendOutput =
+    | { type: 'transmit'; data: Buffer }
+    | { type: 'startup'; data: Buffer }
+    | { type: 'cancel'; key: transfer.BackendKey }
+    | { type: 'closed'; reason: string }
   /** The transfer machine's counters, a snapshot. */
   export interface Metrics {
     attempted: bigint
@@ -582,6 +653,23 @@ export declare namespace transfer {
     | { type: 'closed'; reason: string }
     | { type: 'outcome'; outcome: transfer.Outcome }
     | { type: 'cancelRequest'; key: transfer.BackendKey }
+  /** How a `Reset` runs; each field left out keeps its default. */
+  export interface ResetConfig {
+    /** The revival-token setting to empty (default the CockroachDB dialect's). */
+    tokenParam?: string
+    /** The longest message the server may send during the reset (default 64 KiB). */
+    maxMessageLen?: number
+    /**
+     * The reset fails if it has not finished this long after it started, nanoseconds
+     * (default 5 s).
+     */
+    timeoutNs?: bigint
+  }
+  /** What a `Reset` asks of its caller, told apart by `type`. */
+  export type ResetOutput =
+    | { type: 'transmit'; data: Buffer }
+    | { type: 'done' }
+    | { type: 'failed'; reason: string }
 }
 
 export declare namespace wire {

@@ -83,7 +83,7 @@ test('the codec functions take arbitrary bytes', () => {
   }
 })
 
-test('a transfer machine takes arbitrary client and server bytes', () => {
+test('the transfer machine, frontend and reset take arbitrary bytes', () => {
   const next = random(0x7a5f)
   for (let round = 0; round < 300; round++) {
     const machine = new transfer.Machine(0n)
@@ -91,6 +91,15 @@ test('a transfer machine takes arbitrary client and server bytes', () => {
       const bytes = input(next)
       weirOnly(() => (chunk % 2 === 0 ? machine.handleClientInput(0n, bytes) : machine.handleServerInput(0n, 0n, bytes)))
       while (machine.pollOutput() !== null);
+    }
+    const frontend = new transfer.Frontend(0n)
+    const reset = new transfer.Reset(0n)
+    for (let chunk = 0; chunk < 4; chunk++) {
+      const bytes = input(next)
+      weirOnly(() => frontend.handleInput(0n, bytes))
+      weirOnly(() => reset.handleInput(0n, bytes))
+      while (frontend.pollOutput() !== null);
+      while (reset.pollOutput() !== null);
     }
   }
 })

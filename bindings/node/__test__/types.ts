@@ -93,6 +93,15 @@ for (let output = machine.pollOutput(); output !== null; output = machine.pollOu
   if (output.type === 'outcome' && output.outcome.result !== 'success') console.log(output.outcome.failure)
 }
 
+const frontend = new transfer.Frontend(0n, { loginTimeoutNs: 1n })
+frontend.handleInput(0n, transfer.buildStartupMessage([['user', 'u']]))
+const first = frontend.pollOutput()
+if (first?.type === 'startup') machine.handleClientInput(0n, first.data)
+if (first?.type === 'cancel') console.log(transfer.buildCancelRequest(first.key).length)
+const reset = new transfer.Reset(0n, { timeoutNs: 1n })
+const resetOutput = reset.pollOutput()
+if (resetOutput?.type === 'failed') console.log(resetOutput.reason)
+
 async function main (): Promise<void> {
   const router = new Router()
     .unary('/t.T/Echo', async (request) => request.message)

@@ -410,3 +410,279 @@ impl Machine {
         }
     }
 }
+
+/// How a `Frontend` reads the first packet; each field left out keeps its default.
+#[napi(object, namespace = "transfer")]
+pub struct FrontendConfig {
+    /// The longest startup packet accepted, length field included (default 10000).
+    pub max_startup_len: Option<u32>,
+    /// Encryption requests answered `N` before the client is refused (default 2).
+    pub max_encryption_requests: Option<u32>,
+    /// How long the client has to send its StartupMessage or CancelRequest, nanoseconds
+    /// (default 60 s).
+    pub login_timeout_ns: Option<BigInt>,
+}
+
+impl FrontendConfig {
+    fn to_core(&self) -> Result<core::frontend::FrontendConfig> {
+        let mut c = core::frontend::FrontendConfig::default();
+        if let Some(n) = self.max_startup_len {
+            c.max_startup_len = n;
+        }
+        if let Some(n) = self.max_encryption_requests {
+            c.max_encryption_requests = n as usize;
+        }
+        if let Some(n) = &self.login_timeout_ns {
+            c.login_timeout = Duration::from_nanos(to_u64("loginTimeoutNs", n)?);
+        }
+        Ok(c)
+    }
+}
+
+/// What a `Frontend` asks of its caller, told apart by `type`.
+#[napi(
+    namespace = "transfer",
+    discriminant = "type",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
+pub enum FrontendOutput {
+    /// Write these bytes to the client (`N`, the answer to an encryption request).
+    Transmit { data: Buffer },
+    /// Final: the client's StartupMessage, whole, and any bytes after it: give them to
+    /// `Machine.handleClientInput`.
+    Startup { data: Buffer },
+    /// Final: the connection carried a CancelRequest for the backend with this key.
+    Cancel { key: BackendKey },
+    /// Final: the client broke the startup protocol; close the connection.
+    Closed { reason: String },
+}
+
+/// Reads a new client's first packet, answering encryption requests with `N`, and hands on its
+/// StartupMessage or CancelRequest. Sans-IO, like `Machine`.
+#[napi(namespace = "transfer")]
+pub struct Frontend(core::frontend::Frontend);
+
+#[napi(namespace = "transfer")]
+impl Frontend {
+    /// A frontend started at `now`, with `config`.
+    #[napi(constructor)]
+    pub fn new(now: BigInt, config: Option<FrontendConfig>) -> Result<Frontend> {
+        let config = match config {
+            Some(config) => config.to_core()?,
+            None => core::frontend::FrontendConfig::default(),
+        };
+        Ok(Frontend(core::frontend::Frontend::new(
+            instant(&now)?,
+            config,
+        )))
+    }
+
+    /// Bytes from the client (copied once).
+    #[napi]
+    pub fn handle_input(&mut self, now: BigInt, data: &[u8]) -> Result<()> {
+        self.0
+            .handle_input(instant(&now)?, bytes::Bytes::copy_from_slice(data))
+            .map_err(refused)
+    }
+
+    /// The deadline from `pollTimeout()` has passed.
+    #[napi]
+    pub fn handle_timeout(&mut self, now: BigInt) -> Result<()> {
+        self.0.handle_timeout(instant(&now)?);
+        Ok(())
+    }
+
+    /// The next output, or `null`.
+    #[napi]
+    pub fn poll_output(&mut self) -> Option<FrontendOutput> {
+        Some(match self.0.poll_output()? {
+            core::frontend::FrontendOutput::Transmit(data) => {
+                FrontendOutput::Transmit { data: data.into() }
+            }
+            core::frontend::FrontendOutput::Startup(data) => {
+                FrontendOutput::Startup { data: data.into() }
+            }
+            core::frontend::FrontendOutput::Cancel(key) => FrontendOutput::Cancel {
+                key: BackendKey::from_core(key),
+            },
+            core::frontend::FrontendOutput::Closed(reason) => FrontendOutput::Closed {
+                reason: reason.to_string(),
+            },
+        })
+    }
+
+    /// When to call `handleTimeout`, in nanoseconds, or `null` for no timer.
+    #[napi]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.0.poll_timeout().map(Instant::as_nanos)
+    }
+
+    /// Whether the final output has been produced.
+    #[napi]
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Bytes held until the startup packet is whole.
+    #[napi]
+    pub fn buffered_len(&self) -> u32 {
+        u32::try_from(self.0.buffered_len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// How a `Reset` runs; each field left out keeps its default.
+#[napi(object, namespace = "transfer")]
+pub struct ResetConfig {
+    /// The revival-token setting to empty (default the CockroachDB dialect's).
+    pub token_param: Option<String>,
+    /// The longest message the server may send during the reset (default 64 KiB).
+    pub max_message_len: Option<f64>,
+    /// The reset fails if it has not finished this long after it started, nanoseconds
+    /// (default 5 s).
+    pub timeout_ns: Option<BigInt>,
+}
+
+impl ResetConfig {
+    fn to_core(&self) -> Result<core::reset::ResetConfig> {
+        let mut c = core::reset::ResetConfig::default();
+        if let Some(param) = &self.token_param {
+            c.token_param.clone_from(param);
+        }
+        if let Some(n) = self.max_message_len {
+            c.max_message_len = to_usize("maxMessageLen", n)?;
+        }
+        if let Some(n) = &self.timeout_ns {
+            c.timeout = Duration::from_nanos(to_u64("timeoutNs", n)?);
+        }
+        Ok(c)
+    }
+}
+
+/// What a `Reset` asks of its caller, told apart by `type`.
+#[napi(
+    namespace = "transfer",
+    discriminant = "type",
+    discriminant_case = "camelCase",
+    object_from_js = false
+)]
+pub enum ResetOutput {
+    /// Write these bytes to the server.
+    Transmit { data: Buffer },
+    /// Final: the connection is reset, idle and at a message boundary; it may be kept.
+    Done,
+    /// Final: the reset failed; close the connection.
+    Failed { reason: String },
+}
+
+/// Resets a server connection a session left, so that a later transfer can reuse it. Sans-IO,
+/// like `Machine`.
+#[napi(namespace = "transfer")]
+pub struct Reset(core::reset::Reset);
+
+#[napi(namespace = "transfer")]
+impl Reset {
+    /// A reset started at `now` (its query is the first output), with `config`.
+    #[napi(constructor)]
+    pub fn new(now: BigInt, config: Option<ResetConfig>) -> Result<Reset> {
+        let config = match config {
+            Some(config) => config.to_core()?,
+            None => core::reset::ResetConfig::default(),
+        };
+        Ok(Reset(core::reset::Reset::new(instant(&now)?, config)))
+    }
+
+    /// Bytes from the server (copied once).
+    #[napi]
+    pub fn handle_input(&mut self, now: BigInt, data: &[u8]) -> Result<()> {
+        self.0
+            .handle_input(instant(&now)?, bytes::Bytes::copy_from_slice(data))
+            .map_err(refused)
+    }
+
+    /// The server closed the connection.
+    #[napi]
+    pub fn handle_eof(&mut self, now: BigInt) -> Result<()> {
+        self.0.handle_eof(instant(&now)?).map_err(refused)
+    }
+
+    /// The deadline from `pollTimeout()` has passed.
+    #[napi]
+    pub fn handle_timeout(&mut self, now: BigInt) -> Result<()> {
+        self.0.handle_timeout(instant(&now)?);
+        Ok(())
+    }
+
+    /// The next output, or `null`.
+    #[napi]
+    pub fn poll_output(&mut self) -> Option<ResetOutput> {
+        Some(match self.0.poll_output()? {
+            core::reset::ResetOutput::Transmit(data) => ResetOutput::Transmit { data: data.into() },
+            core::reset::ResetOutput::Done => ResetOutput::Done,
+            core::reset::ResetOutput::Failed(reason) => ResetOutput::Failed {
+                reason: reason.to_string(),
+            },
+        })
+    }
+
+    /// When to call `handleTimeout`, in nanoseconds, or `null` for no timer.
+    #[napi]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.0.poll_timeout().map(Instant::as_nanos)
+    }
+
+    /// Whether the final output has been produced.
+    #[napi]
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Bytes held until a server message is whole.
+    #[napi]
+    pub fn buffered_len(&self) -> u32 {
+        u32::try_from(self.0.buffered_len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// A StartupMessage (protocol 3.0) with `params` as `[name, value]` pairs; `WEIR_USAGE` when it
+/// would pass `maxLen` bytes (default 10000) or a name or value holds a NUL.
+#[napi(
+    namespace = "transfer",
+    ts_args_type = "params: Array<[string, string]>, maxLen?: number"
+)]
+pub fn build_startup_message(params: Vec<Vec<String>>, max_len: Option<f64>) -> Result<Buffer> {
+    let mut pairs = Vec::with_capacity(params.len());
+    for pair in &params {
+        match pair.as_slice() {
+            [name, value] => pairs.push((name.as_str(), value.as_str())),
+            _ => return Err(usage("each parameter is a [name, value] pair")),
+        }
+    }
+    let max_len = match max_len {
+        Some(n) => to_usize("maxLen", n)?,
+        None => 10_000,
+    };
+    core::message::build_startup_message(pairs, max_len)
+        .map(Buffer::from)
+        .map_err(|e| usage(e.to_string()))
+}
+
+/// A simple-protocol Query message; `WEIR_USAGE` for SQL holding a NUL.
+#[napi(namespace = "transfer")]
+pub fn build_query(sql: String) -> Result<Buffer> {
+    core::message::build_query(&sql)
+        .map(Buffer::from)
+        .map_err(|e| usage(e.to_string()))
+}
+
+/// A CancelRequest for the backend with `key`.
+#[napi(namespace = "transfer")]
+pub fn build_cancel_request(key: BackendKey) -> Buffer {
+    core::message::build_cancel_request(&key.to_core()).into()
+}
+
+/// An ErrorResponse with SQLSTATE `code` and `message`, as a server sends it.
+#[napi(namespace = "transfer")]
+pub fn build_error_response(code: String, message: String) -> Buffer {
+    core::frontend::build_error_response(&code, &message).into()
+}
