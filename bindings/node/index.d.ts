@@ -70,13 +70,29 @@ export declare namespace flow {
     waitingBytes(): bigint
     /** Admitted requests not yet bound to a log position. */
     unbound(): number
-    /** The counters, a snapshot: the core's metrics as a plain object (`regular`, `elastic`). */
-    metrics(): Record<string, unknown>
+    /** The counters, a snapshot. */
+    metrics(): flow.Metrics
     /**
      * Checks that available plus tracked tokens equal the pool size for every stream: `null`
      * when they do, else what broke (a bug in the controller, not in its caller).
      */
     checkInvariants(): string | null
+  }
+  /** The counters of one class of work. */
+  export interface ClassMetrics {
+    /** Gauge: tokens available over all connected streams (negative in debt). */
+    tokensAvailable: number
+    tokensDeducted: bigint
+    tokensReturned: bigint
+    tokensUnaccounted: bigint
+    requestsWaiting: bigint
+    requestsAdmitted: bigint
+    requestsErrored: bigint
+    requestsBypassed: bigint
+    /** How long admitted requests waited, nanoseconds. */
+    waitDurationNs: mux.Histogram
+    blockedStreamCount: bigint
+    streamCount: bigint
   }
   /** A `FlowControl`'s limits; each field left out keeps its default. */
   export interface Config {
@@ -113,6 +129,13 @@ export declare namespace flow {
   export interface LogPosition {
     term: bigint
     index: bigint
+  }
+  /** A `FlowControl`'s counters, a snapshot. */
+  export interface Metrics {
+    regular: flow.ClassMetrics
+    elastic: flow.ClassMetrics
+    controlRequests: bigint
+    waitingBytes: bigint
   }
   /** An output of `FlowControl`, told apart by `type`. */
   export type Output =

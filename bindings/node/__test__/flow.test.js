@@ -35,7 +35,12 @@ test('a write is admitted, bound and returned as the replicas admit it', () => {
   assert.equal(fc.isConnected(replicas[0]), true)
   assert.equal(fc.isConnected(stream(9n)), null)
   assert.deepEqual([fc.waiting(), fc.waitingBytes(), fc.unbound()], [0, 0n, 0])
-  assert.equal(typeof fc.metrics().regular, 'object')
+  const metrics = fc.metrics()
+  assert.equal(metrics.regular.tokensDeducted, 3n * MIB)
+  assert.equal(metrics.regular.tokensReturned, 3n * MIB)
+  assert.equal(metrics.regular.requestsAdmitted, 1n)
+  assert.equal(metrics.regular.waitDurationNs.count, 1n)
+  assert.equal(metrics.elastic.streamCount, 3n)
 })
 
 test('a request waits when a quorum has no tokens, and is rejected at its deadline', () => {

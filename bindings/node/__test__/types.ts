@@ -84,6 +84,8 @@ fc.admit(0n, 1n, 'regular', 10n, { replicas: [{ stream: { tenant: 1n, store: 1n 
 const admission = fc.pollOutput()
 if (admission?.type === 'admitted') console.log(admission.grant.charged.length)
 if (admission?.type === 'rejected') console.log(admission.reason)
+const waited: mux.Histogram = fc.metrics().regular.waitDurationNs
+const debt: number = fc.metrics().elastic.tokensAvailable
 
 const machine = new transfer.Machine(0n, { dialect: 'postgres', reuseOldServer: true })
 machine.handleClientInput(0n, Buffer.alloc(0))
@@ -131,4 +133,4 @@ async function main (): Promise<void> {
   await listener.close()
 }
 
-export { main, deadline, sent, parsed, packet, advanced, checkpoint, split }
+export { main, deadline, sent, parsed, packet, advanced, checkpoint, split, waited, debt }

@@ -146,6 +146,52 @@ pub enum Output {
     },
 }
 
+/// The counters of one class of work.
+#[napi(object, namespace = "flow", object_from_js = false)]
+pub struct ClassMetrics {
+    /// Gauge: tokens available over all connected streams (negative in debt).
+    pub tokens_available: i64,
+    pub tokens_deducted: u64,
+    pub tokens_returned: u64,
+    pub tokens_unaccounted: u64,
+    pub requests_waiting: u64,
+    pub requests_admitted: u64,
+    pub requests_errored: u64,
+    pub requests_bypassed: u64,
+    /// How long admitted requests waited, nanoseconds.
+    #[napi(ts_type = "mux.Histogram")]
+    pub wait_duration_ns: crate::mux::Histogram,
+    pub blocked_stream_count: u64,
+    pub stream_count: u64,
+}
+
+impl ClassMetrics {
+    fn from_core(m: core::ClassMetrics) -> ClassMetrics {
+        ClassMetrics {
+            tokens_available: m.tokens_available,
+            tokens_deducted: m.tokens_deducted,
+            tokens_returned: m.tokens_returned,
+            tokens_unaccounted: m.tokens_unaccounted,
+            requests_waiting: m.requests_waiting,
+            requests_admitted: m.requests_admitted,
+            requests_errored: m.requests_errored,
+            requests_bypassed: m.requests_bypassed,
+            wait_duration_ns: m.wait_duration_ns.into(),
+            blocked_stream_count: m.blocked_stream_count,
+            stream_count: m.stream_count,
+        }
+    }
+}
+
+/// A `FlowControl`'s counters, a snapshot.
+#[napi(object, namespace = "flow", object_from_js = false)]
+pub struct Metrics {
+    pub regular: ClassMetrics,
+    pub elastic: ClassMetrics,
+    pub control_requests: u64,
+    pub waiting_bytes: u64,
+}
+
 /// A `FlowControl`'s limits; each field left out keeps its default.
 #[napi(object, namespace = "flow")]
 pub struct Config {
@@ -459,10 +505,16 @@ impl FlowControl {
         u32::try_from(self.0.unbound()).unwrap_or(u32::MAX)
     }
 
-    /// The counters, a snapshot: the core's metrics as a plain object (`regular`, `elastic`).
-    #[napi(ts_return_type = "Record<string, unknown>")]
-    pub fn metrics(&self) -> Result<serde_json::Value> {
-        serde_json::to_value(self.0.metrics()).map_err(|e| error(Code::Unknown, e.to_string()))
+    /// The counters, a snapshot.
+    #[napi]
+    pub fn metrics(&self) -> Metrics {
+        let m = self.0.metrics();
+        Metrics {
+            regular: ClassMetrics::from_core(m.regular),
+            elastic: ClassMetrics::from_core(m.elastic),
+            control_requests: m.control_requests,
+            waiting_bytes: m.waiting_bytes,
+        }
     }
 
     /// Checks that available plus tracked tokens equal the pool size for every stream: `null`

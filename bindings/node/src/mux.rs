@@ -299,6 +299,17 @@ pub struct Histogram {
     pub max: u64,
 }
 
+impl From<weir::histogram::Histogram> for Histogram {
+    fn from(h: weir::histogram::Histogram) -> Histogram {
+        Histogram {
+            buckets: h.buckets,
+            count: h.count,
+            sum: h.sum,
+            max: h.max,
+        }
+    }
+}
+
 /// A session's counters, a snapshot.
 #[napi(object, namespace = "mux", object_from_js = false)]
 pub struct Metrics {
@@ -629,12 +640,7 @@ impl Session {
             streams_refused: m.streams_refused,
             window_updates_sent: m.window_updates_sent,
             pings_sent: m.pings_sent,
-            round_trips: Histogram {
-                buckets: m.round_trips.buckets,
-                count: m.round_trips.count,
-                sum: m.round_trips.sum,
-                max: m.round_trips.max,
-            },
+            round_trips: m.round_trips.into(),
             peak_queued_output: m.peak_queued_output,
         }
     }
