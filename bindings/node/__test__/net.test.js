@@ -256,6 +256,28 @@ test('a server closes a peer that breaks the protocol, one that stalls, and one 
   }
 })
 
+test('callers past the stream limit wait their turn in mux mode', async () => {
+  const config = mux.Config.mux({ maxConcurrentStreams: 4 })
+  let running = 0
+  let most = 0
+  const slow = new Router().unary('/t.T/Slow', async (request) => {
+    most = Math.max(most, ++running)
+    await sleep(10)
+    running--
+    return request.message
+  })
+  const server = await serve(slow, { port: 0, config })
+  const client = await connect({ port: server.port, config })
+  try {
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => client.call('/t.T/Slow', `m${i}`)))
+    assert.deepEqual(replies.map(String), Array.from({ length: 40 }, (_, i) => `m${i}`))
+    assert.ok(most <= 4 && most >= 2, `${most} handlers ran at once`)
+  } finally {
+    await client.close()
+    await server.close()
+  }
+})
+
 test('connecting to nothing rejects', async () => {
   await assert.rejects(connect({ path: join(socketDir, 'nothing.sock') }), { code: 'ENOENT' })
   await assert.rejects(connect({ port: 1, mode: 'fast' }), { code: 'WEIR_USAGE' })
