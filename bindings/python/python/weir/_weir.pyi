@@ -141,9 +141,9 @@ class PolicyConfig:
     def __new__(
         cls,
         *,
-        interval_ns: int = 600_000_000_000,
-        lag_threshold_ns: int = 600_000_000_000,
-        max_bytes: int = 1048576,
+        interval_ns: int = ...,
+        lag_threshold_ns: int = ...,
+        max_bytes: int = ...,
     ) -> PolicyConfig: ...
     @property
     def interval_ns(self) -> int: ...
