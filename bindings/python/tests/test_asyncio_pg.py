@@ -25,12 +25,22 @@ import pytest_asyncio
 
 import weir
 from weir.asyncio import pg
-from weir.transfer import POSTGRES_EMULATION_SQL, Config, Dialect, Outcome
+from weir.transfer import (
+    POSTGRES_EMULATION_SQL,
+    Config,
+    Dialect,
+    Outcome,
+    build_query,
+    build_startup_message,
+)
 
 pytestmark = pytest.mark.asyncio
 
 WORKERS = 4
 """Clients of the workload, each with its own row of the counter table."""
+
+READY = b"Z\x00\x00\x00\x05I"
+"""ReadyForQuery, idle: what a server says last when a query is done."""
 
 
 def bin_dir() -> Path:
@@ -343,3 +353,31 @@ async def test_a_unix_socket_and_a_closing_proxy(clusters: list[Cluster]) -> Non
             await conn.execute("SELECT 1")
         await conn.close()
         assert proxy.sessions() == []
+
+
+async def test_a_client_that_does_not_read_holds_a_bounded_buffer(
+    clusters: list[Cluster],
+) -> None:
+    bound = 256 << 10
+    backends = [("127.0.0.1", c.port) for c in clusters]
+    config = postgres_config(max_buffered_per_direction=bound)
+    rows, width = 40_000, 1_000
+    async with await pg.serve(backends, config=config) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        startup = build_startup_message([("user", "postgres"), ("database", "postgres")])
+        big = build_query(f"SELECT repeat('x', {width}) FROM generate_series(1, {rows})")
+        writer.write(startup + big)
+        # About 40 MB of results, more than the sockets' buffers hold, and no one reads them.
+        await until(lambda: proxy.metrics.peak_buffered_to_client >= bound)
+        await asyncio.sleep(0.5)
+        # asyncio reads at most 256 KiB at a time: one read may come on top of the bound.
+        assert proxy.metrics.peak_buffered_to_client <= bound + (256 << 10)
+        received = 0
+        tail = b""
+        while not tail.endswith(READY):
+            chunk = await asyncio.wait_for(reader.read(1 << 20), 10)
+            assert chunk, "the proxy closed the connection"
+            received += len(chunk)
+            tail = (tail + chunk)[-len(READY) :]
+        assert received > rows * width
+        writer.close()

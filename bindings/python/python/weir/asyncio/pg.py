@@ -199,7 +199,7 @@ class Proxy:
         )
         self._transfer = _with_reuse(config.transfer, reuse)
         self._idle = IdlePool(len(self.backends), config.max_idle_per_backend if reuse else 0)
-        self._ended = Metrics()
+        self._ended_metrics = Metrics()
         self._counts = dict.fromkeys(
             (
                 "accepted",
@@ -275,7 +275,7 @@ class Proxy:
     @property
     def metrics(self) -> ProxyMetrics:
         """Sessions per backend, the proxy's counters and the machines' counters summed."""
-        transfers = self._ended
+        transfers = self._ended_metrics
         for session in self._sessions.values():
             transfers = transfers.merge(session.machine.metrics)
         c = self._counts
@@ -330,9 +330,9 @@ class Proxy:
         self.close()
         await self.wait_closed()
 
-    # What the sessions and the listeners use ----------------------------------------------
+    # What the sessions and the listeners use (private) ------------------------------------
 
-    def link(self, owner: Owner) -> Link:
+    def _link(self, owner: Owner) -> Link:
         """A new socket's protocol, tracked until it is lost."""
         link = Link(owner, self.config.max_buffered_per_direction)
         self._links.add(link)
@@ -345,17 +345,17 @@ class Proxy:
         if not self._links:
             self._all_closed.set()
 
-    def accept(self) -> Link:
+    def _accept(self) -> Link:
         """The protocol of a client that is connecting."""
         greeter = _Greeter(self)
-        link = self.link(greeter)
+        link = self._link(greeter)
         link.on_made = greeter.made
         return link
 
-    def admit(self, link: Link) -> bool:
+    def _admit(self, link: Link) -> bool:
         """Count a new client in, unless ``max_client_connections`` are open."""
         if self._closing or self._clients >= self.config.max_client_connections:
-            self.count("over_limit")
+            self._count("over_limit")
             return False
         self._clients += 1
 
@@ -366,22 +366,22 @@ class Proxy:
         link.on_lost = lost
         return True
 
-    def spawn(self, coro: Coroutine[object, object, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def count(self, name: str, n: int = 1) -> None:
+    def _count(self, name: str, n: int = 1) -> None:
         self._counts[name] += n
 
-    def peak(self, name: str, value: int) -> None:
+    def _peak(self, name: str, value: int) -> None:
         self._counts[name] = max(self._counts[name], value)
 
-    async def connect(self, backend: int, owner: Owner) -> Link:
+    async def _connect(self, backend: int, owner: Owner) -> Link:
         """A connection to `backend`, within the connect timeout."""
         loop = asyncio.get_running_loop()
         target = self.backends[backend]
-        link = self.link(owner)
+        link = self._link(owner)
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 if isinstance(target, str):
@@ -393,7 +393,7 @@ class Proxy:
             raise
         return link
 
-    def least_loaded(self, exclude: Sequence[int]) -> int | None:
+    def _least_loaded(self, exclude: Sequence[int]) -> int | None:
         """The backend with the fewest sessions that is not draining nor in `exclude`."""
         candidates = [
             b
@@ -402,17 +402,14 @@ class Proxy:
         ]
         return min(candidates, key=lambda b: (self._loads[b], b), default=None)
 
-    def draining(self, backend: int) -> bool:
-        return self._draining[backend]
-
-    async def start_session(self, client: Link, startup: bytes) -> None:
+    async def _start_session(self, client: Link, startup: bytes) -> None:
         """Place a client that sent its StartupMessage on a backend and start its session."""
         tried: list[int] = []
-        while (backend := self.least_loaded(tried)) is not None:
+        while (backend := self._least_loaded(tried)) is not None:
             self._loads[backend] += 1
             pending = _Pending()
             try:
-                server = await self.connect(backend, pending)
+                server = await self._connect(backend, pending)
             except (OSError, TimeoutError) as error:
                 log.warning("backend %r unreachable: %s", self.backends[backend], error)
                 self._loads[backend] -= 1
@@ -426,30 +423,30 @@ class Proxy:
             session = _Session(self, self._next_session, client, server, backend)
             self._next_session += 1
             self._sessions[session.id] = session
-            self.count("accepted")
+            self._count("accepted")
             session.start(startup)
             return
-        self.count("refused")
+        self._count("refused")
         client.write(build_error_response("08006", "weir: no backend server is reachable"))
         client.close()
 
-    def ended(self, session: _Session) -> None:
+    def _session_ended(self, session: _Session) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
         self._loads[session.backend] -= 1
-        self._ended = self._ended.merge(session.machine.metrics)
+        self._ended_metrics = self._ended_metrics.merge(session.machine.metrics)
         key = session.client_key
         if key is not None and self._by_client_key.get(key) is session:
             del self._by_client_key[key]
 
-    def moved(self, session: _Session, to: int) -> None:
+    def _moved(self, session: _Session, to: int) -> None:
         self._loads[session.backend] -= 1
         self._loads[to] += 1
 
-    def known_client_key(self, session: _Session, key: BackendKey) -> None:
+    def _known_client_key(self, session: _Session, key: BackendKey) -> None:
         self._by_client_key[key] = session
 
-    def forward_cancel(self, client_key: BackendKey) -> None:
+    def _forward_cancel(self, client_key: BackendKey) -> None:
         """Send a CancelRequest to the server the session with `client_key` is on now."""
         session = self._by_client_key.get(client_key)
         server_key = None if session is None else session.machine.cancel_keys().server
@@ -459,10 +456,10 @@ class Proxy:
         backend = session.backend
 
         async def send() -> None:
-            link = await self.connect(backend, CLOSING)
+            link = await self._connect(backend, CLOSING)
             link.write(build_cancel_request(server_key))
             link.close()
-            self.count("cancels")
+            self._count("cancels")
 
         async def guarded() -> None:
             try:
@@ -470,38 +467,34 @@ class Proxy:
             except (OSError, TimeoutError) as error:
                 log.warning("forwarding a CancelRequest failed: %s", error)
 
-        self.spawn(guarded())
+        self._spawn(guarded())
 
-    def take_idle(self, backend: int, params: list[tuple[str, str]]) -> IdleServer | None:
+    def _take_idle(self, backend: int, params: list[tuple[str, str]]) -> IdleServer | None:
         server = self._idle.take(backend, params)
         if server is not None:
-            self.count("idle_taken")
+            self._count("idle_taken")
         return server
 
-    def keep_idle(self, backend: int, server: IdleServer) -> None:
+    def _keep_idle(self, backend: int, server: IdleServer) -> None:
         if self._closing or self._draining[backend]:
             server.link.terminate()
         elif self._idle.keep(backend, server):
-            self.count("idle_kept")
+            self._count("idle_kept")
 
-    def reset_config(self) -> ResetConfig:
+    def _reset_config(self) -> ResetConfig:
         return ResetConfig(
             token_param=self.config.transfer.dialect.token_param,
             timeout_ns=int(self.config.connect_timeout * _SECOND),
         )
 
-    def transfer_config(self) -> Config:
+    def _transfer_config(self) -> Config:
         return self._transfer
 
-    def frontend_config(self) -> FrontendConfig:
+    def _frontend_config(self) -> FrontendConfig:
         return FrontendConfig(
             max_startup_len=self.config.max_startup_len,
             login_timeout_ns=int(self.config.login_timeout * _SECOND),
         )
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
 
 
 def _with_reuse(config: Config, reuse: bool) -> Config:
@@ -530,7 +523,7 @@ async def serve(
     to `backends`."""
     proxy = Proxy(backends, config or ProxyConfig())
     loop = asyncio.get_running_loop()
-    proxy._servers.append(await loop.create_server(proxy.accept, host, port))
+    proxy._servers.append(await loop.create_server(proxy._accept, host, port))
     return proxy
 
 
@@ -541,7 +534,7 @@ async def serve_unix(
     find it as ``host=<directory> port=<n>`` when `path` ends in ``.s.PGSQL.<n>``."""
     proxy = Proxy(backends, config or ProxyConfig())
     loop = asyncio.get_running_loop()
-    proxy._servers.append(await loop.create_unix_server(proxy.accept, path))
+    proxy._servers.append(await loop.create_unix_server(proxy._accept, path))
     return proxy
 
 
@@ -555,13 +548,13 @@ class _Greeter(Owner):
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
-        self.frontend = Frontend(now_ns(), proxy.frontend_config())
+        self.frontend = Frontend(now_ns(), proxy._frontend_config())
         self.link: Link | None = None
         self.timer: asyncio.TimerHandle | None = None
 
     def made(self, link: Link) -> None:
         self.link = link
-        if not self.proxy.admit(link):
+        if not self.proxy._admit(link):
             link.owner = CLOSING
             link.write(build_error_response("53300", "weir: too many connections"))
             link.linger()
@@ -602,14 +595,14 @@ class _Greeter(Owner):
                 case Startup(data):
                     link.set_reading(False)
                     link.owner = _Pending()
-                    self.proxy.spawn(self.proxy.start_session(link, data))
+                    self.proxy._spawn(self.proxy._start_session(link, data))
                 case Cancel(key):
                     link.owner = CLOSING
                     link.close()
-                    self.proxy.forward_cancel(key)
+                    self.proxy._forward_cancel(key)
                 case FrontendClosed(reason):
                     if timed_out:
-                        self.proxy.count("login_timeouts")
+                        self.proxy._count("login_timeouts")
                     log.debug("client closed before its session started: %s", reason)
                     link.owner = CLOSING
                     link.write(build_error_response("08P01", f"weir: {reason}"))
@@ -646,7 +639,7 @@ class _Session(Owner):
     def __init__(self, proxy: Proxy, id: int, client: Link, server: Link, backend: int) -> None:
         self.proxy = proxy
         self.id = id
-        self.machine = Machine(0, proxy.transfer_config())
+        self.machine = Machine(0, proxy._transfer_config())
         self.client = client
         self.server = server
         self.server_id = 0
@@ -761,9 +754,9 @@ class _Session(Owner):
         if self.client_key is None:
             self.client_key = self.machine.cancel_keys().client
             if self.client_key is not None:
-                self.proxy.known_client_key(self, self.client_key)
-        self.proxy.peak("peak_to_client", self.client.buffered())
-        self.proxy.peak("peak_to_server", self.server.buffered())
+                self.proxy._known_client_key(self, self.client_key)
+        self.proxy._peak("peak_to_client", self.client.buffered())
+        self.proxy._peak("peak_to_server", self.server.buffered())
         self._update_reading()
         self._arm()
 
@@ -813,9 +806,9 @@ class _Session(Owner):
                     proxy = self.proxy
 
                     def keep(link: Link) -> None:
-                        proxy.keep_idle(backend, IdleServer(link, key, params))
+                        proxy._keep_idle(backend, IdleServer(link, key, params))
 
-                    Resetter(old, proxy.reset_config(), keep)
+                    Resetter(old, proxy._reset_config(), keep)
             case CloseNewServer():
                 if self.new_server is not None:
                     self.new_server.owner = CLOSING
@@ -827,7 +820,7 @@ class _Session(Owner):
             case Outcome():
                 self._outcome(output)
             case CancelRequest(key):
-                self.proxy.forward_cancel(key)
+                self.proxy._forward_cancel(key)
 
     def _hand_over(self, now: int) -> None:
         """Give the machine the connection it asked for, or the reason there is none."""
@@ -857,7 +850,7 @@ class _Session(Owner):
         self.server_id = self.new_server_id
         self.new_server = None
         if self.moving is not None:
-            self.proxy.moved(self, self.moving.to)
+            self.proxy._moved(self, self.moving.to)
             self.backend = self.moving.to
         return old
 
@@ -867,7 +860,7 @@ class _Session(Owner):
         if self.moving is not None or self.machine.is_transferring():
             raise weir.UsageError("the session is already moving")
         if to is None:
-            to = self.proxy.least_loaded([self.backend])
+            to = self.proxy._least_loaded([self.backend])
             if to is None:
                 raise weir.UsageError("every other backend is draining")
         elif to == self.backend:
@@ -893,12 +886,12 @@ class _Session(Owner):
         self.new_server_id = new_id
         dial = _Dial()
         self.dial = dial
-        dial.idle = self.proxy.take_idle(moving.to, self.machine.startup_params())
+        dial.idle = self.proxy._take_idle(moving.to, self.machine.startup_params())
         if dial.idle is not None:
             dial.idle.link.owner = self
         else:
             # Dialled now, so that the server's fork overlaps the state query.
-            dial.task = asyncio.ensure_future(self.proxy.connect(moving.to, CLOSING))
+            dial.task = asyncio.ensure_future(self.proxy._connect(moving.to, CLOSING))
             dial.task.add_done_callback(lambda task: self._dialed(dial, task))
         self._pump()
 
@@ -937,7 +930,7 @@ class _Session(Owner):
             dial.link.close()
         if dial.idle is not None:
             if keep and self.moving is not None:
-                self.proxy.keep_idle(self.moving.to, dial.idle)
+                self.proxy._keep_idle(self.moving.to, dial.idle)
             else:
                 dial.idle.link.terminate()
 
@@ -959,7 +952,7 @@ class _Session(Owner):
             and outcome.result == "recoverable"
             and moving.attempts < self.proxy.config.max_transfer_attempts
         ):
-            self.proxy.count("retries")
+            self.proxy._count("retries")
             delay = self.proxy.config.retry_backoff * moving.attempts
             moving.retry = asyncio.get_running_loop().call_later(delay, self._attempt)
             return
@@ -1003,7 +996,6 @@ class _Session(Owner):
         for link in (self.client, self.server, self.new_server):
             if link is not None:
                 link.owner = CLOSING
-                link.set_reading(True)
                 link.close()
         self.new_server = None
-        self.proxy.ended(self)
+        self.proxy._session_ended(self)
