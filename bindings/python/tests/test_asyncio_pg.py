@@ -381,3 +381,37 @@ async def test_a_client_that_does_not_read_holds_a_bounded_buffer(
             tail = (tail + chunk)[-len(READY) :]
         assert received > rows * width
         writer.close()
+
+
+async def test_failed_moves_are_retried_and_leave_the_session_where_it_was(
+    clusters: list[Cluster],
+) -> None:
+    # Nothing listens on the first backend.
+    backends = [("127.0.0.1", free_port())] + [("127.0.0.1", c.port) for c in clusters]
+    async with await pg.serve(backends, config=postgres_config(retry_backoff=0.01)) as proxy:
+        async with await connect(proxy.port) as conn:
+            # The unreachable backend was tried first (fewest sessions, lowest index), then skipped.
+            assert proxy.metrics.sessions_per_backend == [0, 1, 0]
+            assert await server_port(conn) == clusters[0].port
+            [session] = proxy.sessions()
+
+            unreachable = await proxy.move(session.id, 0)
+            assert unreachable.result == "recoverable"
+            assert unreachable.failure is not None
+            assert unreachable.failure.startswith("the new server could not be reached")
+            assert proxy.metrics.transfer_retries == 2
+
+            # A temporary table cannot be carried: the old server refuses, on every attempt.
+            await conn.execute("CREATE TEMP TABLE scratch (x int)")
+            refused = await proxy.move(session.id, 2)
+            assert refused.result == "recoverable"
+            assert refused.failure is not None and "temporary tables" in refused.failure
+            assert proxy.metrics.transfer_retries == 4
+            assert proxy.sessions() == [pg.SessionInfo(session.id, 1, False)]
+            assert await server_port(conn) == clusters[0].port
+
+            await conn.execute("DROP TABLE scratch")
+            assert (await proxy.move(session.id, 2)).result == "success"
+            assert await server_port(conn) == clusters[1].port
+            transfers = proxy.metrics.transfers
+            assert (transfers.attempted, transfers.error_recoverable) == (7, 6)
