@@ -259,7 +259,18 @@ async def test_a_thousand_moves_under_load_lose_and_repeat_nothing(
     assert metrics.transfers.success == 1000
     assert metrics.transfers.error_fatal == 0
     assert sum(metrics.sessions_per_backend) == WORKERS
-    for conn in conns:
+
+    # Empty backend 0: no new session lands there, and every session on it moves away.
+    proxy.set_draining(0, True)
+    on_zero = {s.id for s in proxy.sessions() if s.backend == 0}
+    results = await proxy.move_all(0)
+    assert set(results) == on_zero
+    assert all(isinstance(r, Outcome) and r.result == "success" for r in results.values())
+    conns.append(await connect(proxy.port))
+    assert proxy.metrics.sessions_per_backend == [0, WORKERS + 1]
+    assert proxy.metrics.idle_per_backend[0] == 0
+    for i, conn in enumerate(conns):
+        assert await server_port(conn) == clusters[1].port, i
         await conn.close()
 
 
