@@ -7,6 +7,7 @@ fails if it cannot."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -135,9 +136,10 @@ def clusters() -> Iterator[list[Cluster]]:
         cluster.stop()
 
 
-def postgres_config(**kwargs: float) -> pg.ProxyConfig:
-    transfer = Config(dialect=Dialect.postgres())
-    return pg.ProxyConfig(transfer=transfer, **kwargs)  # type: ignore[arg-type]
+def postgres_config(**changes: Any) -> pg.ProxyConfig:
+    """The proxy's defaults in the postgres dialect, with `changes`."""
+    config = pg.ProxyConfig(transfer=Config(dialect=Dialect.postgres()))
+    return dataclasses.replace(config, **changes)
 
 
 @pytest_asyncio.fixture
