@@ -19,7 +19,8 @@ GO_BENCH := target/drpc-go-bench
 # The Python package (bindings/python): a venv with pinned tools, and the wheel built into it.
 PYTHON ?= python3
 PY_VENV := target/python-venv
-PY_TOOLS := maturin==1.16.0 pytest==9.2.0 hypothesis==6.170.27 mypy==2.4.1
+PY_TOOLS := maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 hypothesis==6.170.27 mypy==2.4.1 \
+	psycopg==3.3.9 psycopg-binary==3.3.9
 # The npm package (bindings/node): its pinned tools come from package-lock.json.
 NODE_DIR := bindings/node
 # The weir crate's shipped feature combinations: `make test` tests, lints and documents each one.

@@ -618,19 +618,88 @@ impl CancelRequest {
 }
 
 /// What a transfer `Machine` has done so far, a snapshot: transfers ended by how, their latency
-/// and state-query response sizes, and the bytes relayed each way.
-#[pyclass(module = "weir._weir", frozen, eq, get_all)]
+/// and state-query response sizes, and the bytes relayed each way. `TransferMetrics()` is all
+/// zero, and `merge` adds two snapshots up, as a proxy sums its sessions' machines.
+#[pyclass(module = "weir._weir", frozen, eq)]
 #[derive(Clone, PartialEq, Eq)]
-pub struct TransferMetrics {
-    attempted: u64,
-    success: u64,
-    error_fatal: u64,
-    error_recoverable: u64,
-    latency_ns: Histogram,
-    response_bytes: Histogram,
-    client_bytes: u64,
-    server_bytes: u64,
-    discarded_old_server_bytes: u64,
+pub struct TransferMetrics(core::Metrics);
+
+#[pymethods]
+impl TransferMetrics {
+    /// No transfers and no bytes.
+    #[new]
+    fn new() -> TransferMetrics {
+        TransferMetrics(core::Metrics::default())
+    }
+
+    /// These counters plus `other`'s, as if one machine had done the work of both: counts and
+    /// bytes added, histograms merged bucket by bucket. Neither operand changes.
+    fn merge(&self, other: &TransferMetrics) -> TransferMetrics {
+        let mut sum = self.0.clone();
+        sum.merge(&other.0);
+        TransferMetrics(sum)
+    }
+
+    /// Transfers that ended (requests refused as misuse are not counted).
+    #[getter]
+    fn attempted(&self) -> u64 {
+        self.0.attempted
+    }
+
+    /// Transfers that moved the session.
+    #[getter]
+    fn success(&self) -> u64 {
+        self.0.success
+    }
+
+    /// Transfers that failed and closed the client.
+    #[getter]
+    fn error_fatal(&self) -> u64 {
+        self.0.error_fatal
+    }
+
+    /// Transfers that failed and left the session on the old server.
+    #[getter]
+    fn error_recoverable(&self) -> u64 {
+        self.0.error_recoverable
+    }
+
+    /// Transfer latency from request to outcome, in nanoseconds.
+    #[getter]
+    fn latency_ns(&self) -> Histogram {
+        self.0.latency_ns.clone().into()
+    }
+
+    /// Length of the state query's DataRow, in bytes.
+    #[getter]
+    fn response_bytes(&self) -> Histogram {
+        self.0.response_bytes.clone().into()
+    }
+
+    /// Client bytes forwarded to a server.
+    #[getter]
+    fn client_bytes(&self) -> u64 {
+        self.0.client_bytes
+    }
+
+    /// Server bytes forwarded to the client.
+    #[getter]
+    fn server_bytes(&self) -> u64 {
+        self.0.server_bytes
+    }
+
+    /// Bytes of late old-server messages discarded when a transfer succeeded.
+    #[getter]
+    fn discarded_old_server_bytes(&self) -> u64 {
+        self.0.discarded_old_server_bytes
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TransferMetrics(attempted={}, success={}, error_fatal={}, error_recoverable={}, ...)",
+            self.0.attempted, self.0.success, self.0.error_fatal, self.0.error_recoverable
+        )
+    }
 }
 
 /// Sits between one client and its server, relays both directions, and moves the session to a
@@ -787,18 +856,7 @@ impl Machine {
     /// The counters and histograms, a snapshot.
     #[getter]
     fn metrics(&self) -> TransferMetrics {
-        let m = self.0.metrics();
-        TransferMetrics {
-            attempted: m.attempted,
-            success: m.success,
-            error_fatal: m.error_fatal,
-            error_recoverable: m.error_recoverable,
-            latency_ns: m.latency_ns.into(),
-            response_bytes: m.response_bytes.into(),
-            client_bytes: m.client_bytes,
-            server_bytes: m.server_bytes,
-            discarded_old_server_bytes: m.discarded_old_server_bytes,
-        }
+        TransferMetrics(self.0.metrics())
     }
 
     /// The cancel key the client knows and the one the current server expects.
@@ -1225,6 +1283,13 @@ fn build_query<'py>(py: Python<'py>, sql: &str) -> PyResult<Bound<'py, PyBytes>>
     Ok(PyBytes::new(py, &query))
 }
 
+/// A Terminate message: what a client sends to end its session, and what a proxy sends to a
+/// server connection it closes.
+#[pyfunction]
+fn build_terminate<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &message::build_terminate())
+}
+
 /// A CancelRequest for `key`, to send on a fresh connection to the server that issued it.
 #[pyfunction]
 fn build_cancel_request<'py>(py: Python<'py>, key: &BackendKey) -> Bound<'py, PyBytes> {
@@ -1267,6 +1332,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_startup_message, m)?)?;
     m.add_function(wrap_pyfunction!(build_query, m)?)?;
     m.add_function(wrap_pyfunction!(build_cancel_request, m)?)?;
+    m.add_function(wrap_pyfunction!(build_terminate, m)?)?;
     m.add_function(wrap_pyfunction!(build_error_response, m)?)?;
     m.add("POSTGRES_EMULATION_SQL", core::POSTGRES_EMULATION_SQL)?;
     let [error, state, token, key] = core::STATE_COLUMNS;

@@ -40,6 +40,7 @@ from weir.transfer import (
     build_error_response,
     build_query,
     build_startup_message,
+    build_terminate,
 )
 
 SECOND = 1_000_000_000
@@ -497,3 +498,29 @@ def test_a_client_that_breaks_the_protocol_closes_the_session() -> None:
     assert outputs == [Closed(reason)]
     with pytest.raises(weir.ClosedError):
         m.request_transfer(NOW, KEY, 1)
+
+
+def test_metrics_add_up() -> None:
+    m = started()
+    m.request_transfer(NOW, KEY, 1)
+    m.handle_server_input(NOW, 0, state_response(KEY))
+    drain(m)
+    m.handle_new_server_failed(NOW + SECOND, 1, "connection refused")
+    drain(m)
+    one = m.metrics
+    assert (one.attempted, one.error_recoverable, one.latency_ns.count) == (1, 1, 1)
+    zero = Metrics()
+    assert (zero.attempted, zero.server_bytes, zero.latency_ns.count) == (0, 0, 0)
+    assert zero.merge(one) == one
+    total = one.merge(one)
+    assert (total.attempted, total.error_recoverable) == (2, 2)
+    assert total.latency_ns.count == 2 and total.latency_ns.sum == 2 * one.latency_ns.sum
+    assert total.latency_ns.max == one.latency_ns.max == SECOND
+    assert total.server_bytes == 2 * one.server_bytes > 0
+    # Merging made a new snapshot; the operands are as they were.
+    assert one.attempted == 1 and zero.attempted == 0
+    assert repr(zero).startswith("TransferMetrics(attempted=0, success=0,")
+
+
+def test_terminate() -> None:
+    assert build_terminate() == TERMINATE

@@ -83,6 +83,7 @@ __all__ = [
     "build_error_response",
     "build_query",
     "build_startup_message",
+    "build_terminate",
     "parse_frame",
 ]
 
@@ -141,9 +142,9 @@ class PolicyConfig:
     def __new__(
         cls,
         *,
-        interval_ns: int = 600_000_000_000,
-        lag_threshold_ns: int = 600_000_000_000,
-        max_bytes: int = 1048576,
+        interval_ns: int = ...,
+        lag_threshold_ns: int = ...,
+        max_bytes: int = ...,
     ) -> PolicyConfig: ...
     @property
     def interval_ns(self) -> int: ...
@@ -929,6 +930,8 @@ class CancelRequest:
 
 @final
 class TransferMetrics:
+    def __new__(cls) -> TransferMetrics: ...
+    def merge(self, other: TransferMetrics) -> TransferMetrics: ...
     @property
     def attempted(self) -> int: ...
     @property
@@ -1111,6 +1114,7 @@ class Reset:
 def build_startup_message(params: list[tuple[str, str]], max_len: int = ...) -> bytes: ...
 def build_query(sql: str) -> bytes: ...
 def build_cancel_request(key: BackendKey) -> bytes: ...
+def build_terminate() -> bytes: ...
 def build_error_response(code: str, message: str) -> bytes: ...
 
 # weir.wire

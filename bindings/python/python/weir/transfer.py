@@ -47,6 +47,7 @@ from weir._weir import (
     build_error_response,
     build_query,
     build_startup_message,
+    build_terminate,
 )
 from weir._weir import TransferClosed as Closed
 from weir._weir import TransferConfig as Config
@@ -107,4 +108,5 @@ __all__ = [
     "build_error_response",
     "build_query",
     "build_startup_message",
+    "build_terminate",
 ]

@@ -1,0 +1,1 @@
+"""weir over asyncio: ``weir.asyncio.pg``, a PostgreSQL proxy that moves live sessions."""
