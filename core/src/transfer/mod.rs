@@ -108,6 +108,7 @@ mod metrics;
 mod migration;
 mod new_server;
 mod output;
+mod prepared;
 pub mod reset;
 mod safepoint;
 
