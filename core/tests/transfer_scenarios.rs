@@ -952,14 +952,23 @@ fn prepared_statements_are_created_again_before_the_held_bytes() {
     let deserialize_at = h.new_server.len();
     h.new_server_bytes(&deserialize_response(b"t"));
     // Kept statements in name order, then a Sync; not the closed or the unnamed one.
-    let replay = [parse("begin", "BEGIN", &[]), parse("s1", "SELECT $1", &[23]), sync()].concat();
+    let replay = [
+        parse("begin", "BEGIN", &[]),
+        parse("s1", "SELECT $1", &[23]),
+        sync(),
+    ]
+    .concat();
     assert_eq!(&h.new_server[deserialize_at..], &replay[..]);
     assert_eq!(h.last_result(), None, "the move waits for the statements");
     assert!(!contains(&h.new_server, b"SELECT 'held'"));
 
     h.new_server_bytes(&[parse_complete(), parse_complete(), ready(b'I')].concat());
     assert_eq!(h.last_result(), Some(TransferResult::Success));
-    assert_eq!(h.to_client.len(), to_client_before, "the client sees none of it");
+    assert_eq!(
+        h.to_client.len(),
+        to_client_before,
+        "the client sees none of it"
+    );
     assert!(h.servers[1].ends_with(&query("SELECT 'held'")));
     assert_eq!(h.m.metrics().prepared_statements_replayed, 2);
     h.assert_client_stream_intact();

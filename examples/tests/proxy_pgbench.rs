@@ -89,7 +89,10 @@ fn pgbench(cluster: &Cluster, port: u16, args: &[&str]) -> (String, String) {
         .expect("run pgbench");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "pgbench {args:?}: {stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "pgbench {args:?}: {stdout}{stderr}"
+    );
     (stdout, stderr)
 }
 

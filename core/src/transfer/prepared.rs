@@ -196,7 +196,11 @@ impl Prepared {
         }
         if tag == b'Z' {
             self.answered = self.answered.wrapping_add(1);
-            while self.waiting.front().is_some_and(|w| w.batch < self.answered) {
+            while self
+                .waiting
+                .front()
+                .is_some_and(|w| w.batch < self.answered)
+            {
                 self.pop();
             }
             return;
@@ -425,10 +429,8 @@ impl Words<'_> {
     /// The keyword `word` (lowercase), in any case, followed by a blank or the end.
     fn keyword(&mut self, word: &str) -> bool {
         self.blanks();
-        match self.identifier() {
-            Some(id) if !id.quoted && id.name == word.as_bytes() => true,
-            _ => false,
-        }
+        self.identifier()
+            .is_some_and(|id| !id.quoted && id.name == word.as_bytes())
     }
 
     /// An identifier: unquoted (folded to lowercase, as PostgreSQL folds ASCII) or in double
@@ -689,7 +691,8 @@ mod tests {
 
     #[test]
     fn deallocate_text_is_read_strictly() {
-        let name = |sql: &str| deallocate_name(&query_body(sql)).map(|n| String::from_utf8(n).unwrap());
+        let name =
+            |sql: &str| deallocate_name(&query_body(sql)).map(|n| String::from_utf8(n).unwrap());
         assert_eq!(name("DEALLOCATE s0").as_deref(), Some("s0"));
         assert_eq!(name("Deallocate Prepare S0;").as_deref(), Some("s0"));
         assert_eq!(name("DEALLOCATE prepare").as_deref(), Some("prepare"));
