@@ -259,7 +259,13 @@ fuzz_target!(|input: Input| {
             Op::StateAnswer => {
                 let answer = [
                     columns(&STATE_COLUMNS),
-                    render(&Msg::StateRow { error: false, key: true }, &key),
+                    render(
+                        &Msg::StateRow {
+                            error: false,
+                            key: true,
+                        },
+                        &key,
+                    ),
                     render(&Msg::Complete(true), &key),
                     msg(b'Z', b"I"),
                 ];

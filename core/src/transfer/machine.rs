@@ -344,7 +344,8 @@ impl Machine {
                     continue;
                 }
                 Ok(Some(Frame::Part { range, .. })) => {
-                    self.prepared.client_part(&data[range]);
+                    self.prepared
+                        .client_part(data.get(range).unwrap_or_default());
                     continue;
                 }
                 Ok(Some(Frame::EncryptionAnswer(_))) => continue,
