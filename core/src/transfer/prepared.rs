@@ -154,6 +154,12 @@ impl Prepared {
             return;
         }
         let batch = self.answered.saturating_add(outstanding);
+        // Past these lengths a message is treated alike whether it came whole or in pieces.
+        let body = match tag {
+            b'C' => body.filter(|b| b.len() <= MAX_CLOSE_LEN as usize),
+            b'Q' => body.filter(|b| b.len() <= MAX_DEALLOCATE_QUERY_LEN as usize),
+            _ => body,
+        };
         let op = match (tag, body) {
             (b'P', Some(body)) => Op::Parse(parse_message(body)),
             (b'P', None) => {
@@ -348,10 +354,13 @@ fn cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
 /// a body that does not parse (which the server refuses).
 fn parse_message(body: &[u8]) -> Option<(Vec<u8>, Bytes)> {
     let (name, rest) = cstr(body)?;
+    if name.is_empty() {
+        return None;
+    }
     let (_query, rest) = cstr(rest)?;
     let (count, oids) = rest.split_first_chunk::<2>()?;
     let count = usize::try_from(i16::from_be_bytes(*count)).ok()?;
-    if name.is_empty() || oids.len() != count * 4 {
+    if oids.len() != count * 4 {
         return None;
     }
     let len = u32::try_from(body.len()).ok()?;
@@ -655,6 +664,30 @@ mod tests {
         p.client_message(b'P', None, 0);
         p.client_part(b"s1\0SELECT");
         assert!(p.replay().is_err());
+    }
+
+    #[test]
+    fn long_messages_are_read_alike_whole_or_in_pieces() {
+        // A DEALLOCATE padded past the length read whole is not told, however it arrived.
+        let padded = format!("DEALLOCATE a{}", " ".repeat(600));
+        for body in [Some(query_body(&padded)), None] {
+            let mut p = Prepared::new(true, 1 << 20);
+            prepare(&mut p, "a");
+            p.client_message(b'Q', body.as_deref(), 0);
+            p.server_message(b'C', &tag_body("DEALLOCATE"));
+            p.server_message(b'Z', b"I");
+            assert!(matches!(
+                p.replay(),
+                Err(Failure::PreparedStatementsUnknown(_))
+            ));
+        }
+        // So is a Close too long to read.
+        let long = close_body(&"c".repeat(2000));
+        for body in [Some(long), None] {
+            let mut p = Prepared::new(true, 1 << 20);
+            p.client_message(b'C', body.as_deref(), 0);
+            assert!(p.replay().is_err());
+        }
     }
 
     #[test]
