@@ -4,9 +4,9 @@
 //! The extended protocol's Parse creates a named statement and Close (`S`) drops it; SQL
 //! `DEALLOCATE` and `DISCARD ALL` drop them too. A statement exists only once the server has
 //! said so, so every Parse and Close waits here, in the order the client sent it, until its
-//! answer arrives: ParseComplete or CloseComplete makes it count, an ErrorResponse drops it
-//! with the rest of its batch (the server skips what follows an error up to the next Sync), and
-//! a ReadyForQuery drops whatever of its batch got no answer.
+//! answer arrives: ParseComplete or CloseComplete makes it count, and the ReadyForQuery that
+//! ends its batch drops it if it got no answer (it failed, or the server skipped it after an
+//! earlier error in the batch, as it skips everything up to the next Sync).
 //!
 //! Each waiting message belongs to a batch: the one whose ReadyForQuery is the next that the
 //! client's Query, FunctionCall and Sync messages ask for after it. The batch is numbered
@@ -234,16 +234,6 @@ impl Prepared {
                 Some(Op::Close(None)) => {}
                 _ => self.lose(Lost::Unknown("a CloseComplete that matched no Close")),
             },
-            // The rest of the batch is skipped.
-            b'E' => {
-                while self
-                    .waiting
-                    .front()
-                    .is_some_and(|w| w.batch == self.answered)
-                {
-                    self.pop();
-                }
-            }
             _ => {}
         }
     }
