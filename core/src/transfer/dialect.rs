@@ -15,6 +15,9 @@
 //!     "SELECT weir.deserialize_session(decode('c3RhdGU=', 'base64'), 'dG9rZW4=')"
 //! );
 //! assert_eq!(crdb.started_server_query("c3RhdGU=", "dG9rZW4="), None);
+//! // The machine carries protocol-level prepared statements for PostgreSQL; CockroachDB's
+//! // session state carries them itself.
+//! assert!(pg.replay_prepared_statements && !crdb.replay_prepared_statements);
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("deserialize_session(state bytea)"));
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("weir.carried_settings"));
 //! ```
