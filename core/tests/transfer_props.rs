@@ -307,3 +307,152 @@ fn a_hundred_megabyte_data_row_passes_in_pieces() {
     .unwrap();
     assert!(m.at_safe_point());
 }
+
+/// What a client sends between two ReadyForQuery messages: an extended-protocol batch ended by
+/// a Sync, or one simple Query.
+#[derive(Debug, Clone)]
+enum Batch {
+    /// Parse (statement, refused by the server), or Close (statement); then Sync.
+    Extended(Vec<(bool, u8, bool)>),
+    /// `DEALLOCATE s<n>`, `DEALLOCATE ALL`, `DISCARD ALL` or `SELECT 1`.
+    Query(u8),
+}
+
+fn batch() -> impl Strategy<Value = Batch> {
+    prop_oneof![
+        3 => prop::collection::vec((any::<bool>(), 0u8..4, prop::bool::weighted(0.15)), 1..5)
+            .prop_map(Batch::Extended),
+        1 => (0u8..8).prop_map(Batch::Query),
+    ]
+}
+
+fn statement(n: u8) -> String {
+    format!("s{n}")
+}
+
+/// A PostgreSQL server's prepared statements, and its answer to each batch.
+#[derive(Default)]
+struct StatementServer {
+    statements: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl StatementServer {
+    fn client_bytes(batch: &Batch) -> Vec<u8> {
+        match batch {
+            Batch::Extended(ops) => {
+                let mut out = Vec::new();
+                for &(is_parse, n, refused) in ops {
+                    if is_parse {
+                        let sql = if refused { "SELEC 1" } else { "SELECT $1" };
+                        out.extend(parse(&statement(n), sql, &[23]));
+                    } else {
+                        out.extend(close_statement(&statement(n)));
+                    }
+                }
+                out.extend(sync());
+                out
+            }
+            Batch::Query(n) => query(&Self::sql(*n)),
+        }
+    }
+
+    fn sql(n: u8) -> String {
+        match n {
+            0..=3 => format!("DEALLOCATE {}", statement(n)),
+            4 => "DEALLOCATE ALL".into(),
+            5 => "DISCARD ALL".into(),
+            _ => "SELECT 1".into(),
+        }
+    }
+
+    /// Run one batch: an error skips the rest of an extended batch up to its Sync.
+    fn answer(&mut self, batch: &Batch) -> Vec<u8> {
+        let mut out = Vec::new();
+        match batch {
+            Batch::Extended(ops) => {
+                for &(is_parse, n, refused) in ops {
+                    let name = statement(n);
+                    if !is_parse {
+                        self.statements.remove(&name);
+                        out.extend(close_complete());
+                    } else if refused || self.statements.contains_key(&name) {
+                        out.extend(error_response("no"));
+                        break;
+                    } else {
+                        self.statements
+                            .insert(name.clone(), parse(&name, "SELECT $1", &[23]));
+                        out.extend(parse_complete());
+                    }
+                }
+            }
+            Batch::Query(n @ 0..=3) => match self.statements.remove(&statement(*n)) {
+                Some(_) => out.extend(command_complete("DEALLOCATE")),
+                None => out.extend(error_response("no such statement")),
+            },
+            Batch::Query(n @ (4 | 5)) => {
+                self.statements.clear();
+                out.extend(command_complete(if *n == 4 {
+                    "DEALLOCATE ALL"
+                } else {
+                    "DISCARD ALL"
+                }));
+            }
+            Batch::Query(_) => out.extend(command_complete("SELECT 1")),
+        }
+        out.extend(ready(b'I'));
+        out
+    }
+}
+
+proptest! {
+    /// However a client pipelines Parse, Close, DEALLOCATE and DISCARD ALL, and however the
+    /// bytes are cut, a move creates on the new server exactly the statements the old server
+    /// holds.
+    #[test]
+    fn a_move_carries_exactly_the_statements_the_server_holds(
+        rounds in prop::collection::vec(prop::collection::vec(batch(), 1..5), 1..6),
+        client_cuts in prop::collection::vec(any::<usize>(), 0..6),
+        server_cuts in prop::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let dialect = weir::transfer::Dialect {
+            replay_prepared_statements: true,
+            ..weir::transfer::Dialect::cockroachdb()
+        };
+        let mut h = Harness::with_config(weir::transfer::Config::with_dialect(dialect));
+        let mut server = StatementServer::default();
+        // Each round's batches go out together, and their answers come back together.
+        for batches in &rounds {
+            let sent: Vec<u8> = batches.iter().flat_map(StatementServer::client_bytes).collect();
+            for piece in pieces(&sent, &client_cuts) {
+                h.client(&piece);
+            }
+            let answers: Vec<u8> = batches.iter().flat_map(|b| server.answer(b)).collect();
+            for piece in pieces(&answers, &server_cuts) {
+                h.server(&piece);
+            }
+        }
+        prop_assert!(h.m.at_safe_point());
+        h.request("key-1");
+        h.server(&state_response("key-1"));
+        h.connected();
+        h.new_server_bytes(&greeting(9));
+        let before = h.new_server.len();
+        h.new_server_bytes(&deserialize_response(b"t"));
+        if server.statements.is_empty() {
+            // Nothing to create: the session is on the new server at once, and it got
+            // nothing after the deserialize query.
+            prop_assert_eq!(h.last_result(), Some(TransferResult::Success));
+            prop_assert_eq!(h.servers.last().map(Vec::len), Some(before));
+        } else {
+            let replayed = h.new_server[before..].to_vec();
+            let expected: Vec<u8> = server.statements.values().flatten().copied()
+                .chain(sync()).collect();
+            prop_assert_eq!(replayed, expected);
+            let mut answer: Vec<u8> =
+                server.statements.values().flat_map(|_| parse_complete()).collect();
+            answer.extend(ready(b'I'));
+            h.new_server_bytes(&answer);
+            prop_assert_eq!(h.last_result(), Some(TransferResult::Success));
+        }
+    }
+}

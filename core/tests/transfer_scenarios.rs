@@ -904,3 +904,145 @@ fn reuse_is_off_by_default() {
     h.transfer_successfully(KEY);
     assert!(h.events.contains(&Output::CloseOldServer(ServerId(0))));
 }
+
+/// CockroachDB's statements, with the machine creating prepared statements again itself (as
+/// it does for PostgreSQL), so the scripted responses above still fit.
+fn replaying(max_prepared_statement_bytes: usize) -> Harness {
+    let dialect = Dialect {
+        replay_prepared_statements: true,
+        ..Dialect::cockroachdb()
+    };
+    Harness::with_config(Config {
+        max_prepared_statement_bytes,
+        ..Config::with_dialect(dialect)
+    })
+}
+
+/// Prepare `name` through the extended protocol, answered by the current server.
+fn prepare(h: &mut Harness, name: &str, sql: &str, oids: &[u32]) {
+    h.client(&[parse(name, sql, oids), sync()].concat());
+    h.server(&[parse_complete(), ready(b'I')].concat());
+}
+
+/// Request a move and answer it up to the deserialize query's response.
+fn move_to_replay(h: &mut Harness) {
+    h.request(KEY);
+    h.server(&state_response(KEY));
+    h.connected();
+    h.new_server_bytes(&greeting(9));
+    h.new_server_bytes(&deserialize_response(b"t"));
+}
+
+#[test]
+fn prepared_statements_are_created_again_before_the_held_bytes() {
+    let mut h = replaying(1 << 20);
+    prepare(&mut h, "s1", "SELECT $1", &[23]);
+    prepare(&mut h, "begin", "BEGIN", &[]);
+    prepare(&mut h, "gone", "SELECT 2", &[]);
+    prepare(&mut h, "", "SELECT 3", &[]);
+    h.client(&[close_statement("gone"), sync()].concat());
+    h.server(&[close_complete(), ready(b'I')].concat());
+    let to_client_before = h.to_client.len();
+
+    h.request(KEY);
+    h.client(&query("SELECT 'held'"));
+    h.server(&state_response(KEY));
+    h.connected();
+    h.new_server_bytes(&greeting(9));
+    let deserialize_at = h.new_server.len();
+    h.new_server_bytes(&deserialize_response(b"t"));
+    // Kept statements in name order, then a Sync; not the closed or the unnamed one.
+    let replay = [
+        parse("begin", "BEGIN", &[]),
+        parse("s1", "SELECT $1", &[23]),
+        sync(),
+    ]
+    .concat();
+    assert_eq!(&h.new_server[deserialize_at..], &replay[..]);
+    assert_eq!(h.last_result(), None, "the move waits for the statements");
+    assert!(!contains(&h.new_server, b"SELECT 'held'"));
+
+    h.new_server_bytes(&[parse_complete(), parse_complete(), ready(b'I')].concat());
+    assert_eq!(h.last_result(), Some(TransferResult::Success));
+    assert_eq!(
+        h.to_client.len(),
+        to_client_before,
+        "the client sees none of it"
+    );
+    assert!(h.servers[1].ends_with(&query("SELECT 'held'")));
+    assert_eq!(h.m.metrics().prepared_statements_replayed, 2);
+    h.assert_client_stream_intact();
+
+    // The statements stay kept for the next move.
+    h.server(&[command_complete("SELECT 1"), ready(b'I')].concat());
+    move_to_replay(&mut h);
+    assert!(h.new_server.ends_with(&replay));
+}
+
+#[test]
+fn a_statement_the_new_server_refuses_fails_the_move_recoverably() {
+    let mut h = replaying(1 << 20);
+    prepare(&mut h, "s1", "SELECT * FROM only_on_the_old_server", &[]);
+    move_to_replay(&mut h);
+    h.client(&query("SELECT 'after'"));
+    h.new_server_bytes(
+        &[
+            error_response("relation \"only_on_the_old_server\" does not exist"),
+            ready(b'I'),
+        ]
+        .concat(),
+    );
+    match h.recoverable() {
+        Some(Failure::PrepareFailed(why)) => assert!(why.contains("does not exist"), "{why}"),
+        other => panic!("expected a recoverable failure, got {other:?}"),
+    }
+    assert!(h.events.contains(&Output::CloseNewServer(h.new_id())));
+    assert_eq!(h.m.server(), ServerId(0));
+    assert!(h.servers[0].ends_with(&query("SELECT 'after'")));
+    assert!(!contains(&h.to_client, b"only_on_the_old_server"));
+}
+
+#[test]
+fn statements_over_the_limit_keep_the_session_where_it_is() {
+    let mut h = replaying(256);
+    prepare(&mut h, "small", "SELECT 1", &[]);
+    prepare(&mut h, "large", &"SELECT 1 ".repeat(40), &[]);
+    let sent = h.servers[0].len();
+    h.request(KEY);
+    assert_eq!(
+        h.recoverable(),
+        Some(Failure::PreparedStatementsOverLimit { limit: 256 })
+    );
+    assert_eq!(h.servers[0].len(), sent, "no server was asked anything");
+    assert!(!h.m.is_transferring());
+    h.client(&query("SELECT 'still here'"));
+    assert!(h.servers[0].ends_with(&query("SELECT 'still here'")));
+
+    // DISCARD ALL drops every statement, and with them the excess.
+    h.server(&[command_complete("SELECT 1"), ready(b'I')].concat());
+    h.client(&query("DISCARD ALL"));
+    h.server(&[command_complete("DISCARD ALL"), ready(b'I')].concat());
+    h.transfer_successfully("again");
+}
+
+#[test]
+fn a_parse_split_across_inputs_is_kept_whole() {
+    let mut h = replaying(1 << 20);
+    let message = [parse("split", "SELECT 'a long statement'", &[25]), sync()].concat();
+    for byte in &message {
+        h.client(std::slice::from_ref(byte));
+    }
+    h.server(&[parse_complete(), ready(b'I')].concat());
+    move_to_replay(&mut h);
+    assert!(h.new_server.ends_with(&message));
+}
+
+#[test]
+fn cockroachdb_carries_prepared_statements_itself() {
+    let mut h = Harness::new();
+    prepare(&mut h, "s1", "SELECT 1", &[]);
+    h.transfer_successfully(KEY);
+    assert!(!contains(&h.new_server, b"SELECT 1\0"));
+    assert!(!contains(&h.servers[1], &parse("s1", "SELECT 1", &[])));
+    assert_eq!(h.m.metrics().prepared_statements_replayed, 0);
+}

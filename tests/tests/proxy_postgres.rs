@@ -193,6 +193,149 @@ async fn an_idle_move_keeps_settings_and_prepared_statements() {
     assert_eq!(metrics.sessions_per_backend[to.0], 1);
 }
 
+/// The names of the protocol-level statements the server the client is on holds.
+async fn protocol_statements(client: &Client) -> Vec<String> {
+    // A simple query, so that no statement of its own is listed.
+    let sql = "SELECT name FROM pg_prepared_statements WHERE NOT from_sql ORDER BY name";
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_prepared_through_the_protocol_run_after_moves() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let c = &c.client;
+    c.batch_execute("SET search_path = app, public")
+        .await
+        .unwrap();
+    // Utility statements, which SQL PREPARE cannot make, beside ordinary ones.
+    let begin = c.prepare("BEGIN").await.unwrap();
+    let commit = c.prepare("COMMIT").await.unwrap();
+    let set = c
+        .prepare("SET application_name = 'set-by-statement'")
+        .await
+        .unwrap();
+    let insert = c.prepare("INSERT INTO things VALUES ($1)").await.unwrap();
+    let plus_one = c.prepare("SELECT $1::int8 + 1").await.unwrap();
+    let before = protocol_statements(c).await;
+    assert_eq!(before.len(), 5, "{before:?}");
+
+    for round in 1..=3i32 {
+        let from = s.backend_of(id);
+        s.move_ok(id, None).await;
+        let to = s.backend_of(id);
+        assert_ne!(to, from);
+        assert_eq!(server_port(c).await, s.port_of(to));
+        assert_eq!(protocol_statements(c).await, before);
+
+        c.execute(&begin, &[]).await.unwrap();
+        c.execute(&insert, &[&round]).await.unwrap();
+        c.execute(&commit, &[]).await.unwrap();
+        c.execute(&set, &[]).await.unwrap();
+        let row = c.query_one(&plus_one, &[&41i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 42);
+        assert_eq!(setting(c, "application_name").await, "set-by-statement");
+        let rows = s.clusters[to.0].psql("SELECT n FROM app.things;").unwrap();
+        assert!(rows.contains(&round.to_string()), "{rows}");
+    }
+    assert_eq!(s.proxy.metrics().transfers.prepared_statements_replayed, 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_closed_or_deallocated_before_a_move_are_gone_after_it() {
+    let s = setup(2, None).await;
+    let (c, id) = s.connect().await;
+    let c = &c.client;
+    let kept = c.prepare("SELECT 'kept'").await.unwrap();
+    let closed = c.prepare("SELECT 'closed'").await.unwrap();
+    let deallocated = c.prepare("SELECT 'deallocated'").await.unwrap();
+    let names = protocol_statements(c).await;
+    assert_eq!(names.len(), 3);
+    let name_of = |text: &'static str| async move {
+        let sql = "SELECT name FROM pg_prepared_statements WHERE statement = $1";
+        c.query_one(sql, &[&text])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let kept_name = name_of("SELECT 'kept'").await;
+    let closed_name = name_of("SELECT 'closed'").await;
+    let deallocated_name = name_of("SELECT 'deallocated'").await;
+    // Dropping a statement sends Close; SQL DEALLOCATE drops one by name.
+    drop(closed);
+    c.batch_execute(&format!("DEALLOCATE {deallocated_name}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        protocol_statements(c).await,
+        std::slice::from_ref(&kept_name)
+    );
+
+    s.move_ok(id, None).await;
+    assert_eq!(protocol_statements(c).await, [kept_name]);
+    let row = c.query_one(&kept, &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0), "kept");
+    for gone in [&closed_name, &deallocated_name] {
+        let err = c
+            .batch_execute(&format!("EXECUTE {gone}"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::UNDEFINED_PSTATEMENT)
+        );
+    }
+    // tokio-postgres still holds this one and sends Close for it when it drops, which the new
+    // server answers: nothing breaks.
+    drop(deallocated);
+    c.batch_execute("SELECT 1").await.unwrap();
+    s.move_ok(id, None).await;
+    assert_eq!(protocol_statements(c).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_over_the_byte_limit_keep_the_session_on_its_server() {
+    let s = setup_with(2, |config| {
+        config.transfer.max_prepared_statement_bytes = 1024;
+    })
+    .await;
+    let (c, id) = s.connect().await;
+    let c = &c.client;
+    // Under the limit, a statement moves with its session.
+    let small = c.prepare("SELECT 'small'").await.unwrap();
+    s.move_ok(id, None).await;
+    let from = s.backend_of(id);
+
+    let long = format!("SELECT '{}'", "x".repeat(2000));
+    let large = c.prepare(&long).await.unwrap();
+    let outcome = s.proxy.move_session(id, None).await.unwrap();
+    assert_eq!(
+        outcome.result,
+        TransferResult::Recoverable(Failure::PreparedStatementsOverLimit { limit: 1024 })
+    );
+    let message = Failure::PreparedStatementsOverLimit { limit: 1024 }.to_string();
+    assert!(
+        message.contains("max_prepared_statement_bytes"),
+        "{message}"
+    );
+    // The session goes on where it was, with its statements.
+    assert_eq!(s.backend_of(id), from);
+    assert_eq!(server_port(c).await, s.port_of(from));
+    let row = c.query_one(&small, &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0), "small");
+    let row = c.query_one(&large, &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0).len(), 2000);
+}
+
 async fn backend_pid(client: &Client) -> i32 {
     let row = client
         .query_one("SELECT pg_backend_pid()", &[])
@@ -680,9 +823,11 @@ async fn psql_works_through_the_proxy_while_it_moves() {
         .unwrap();
     let script = "\\set before `echo unused`\n\
                   SET application_name = 'psql-through-weir';\n\
+                  PREPARE greeting (text) AS SELECT 'hello ' || $1;\n\
                   SELECT 'before', current_setting('port');\n\
                   SELECT pg_sleep(1);\n\
                   SELECT 'after', current_setting('port'), current_setting('application_name');\n\
+                  EXECUTE greeting('after the move');\n\
                   \\echo done\n";
     psql.stdin
         .take()
@@ -712,7 +857,7 @@ async fn psql_works_through_the_proxy_while_it_moves() {
     let second = &ports[1];
     assert_eq!(
         stdout,
-        format!("before|{first}\n\nafter|{second}|psql-through-weir\ndone\n")
+        format!("before|{first}\n\nafter|{second}|psql-through-weir\nhello after the move\ndone\n")
     );
 }
 

@@ -1,5 +1,6 @@
-//! `make bench-proxy`: pgbench's TPC-B-like script (simple protocol, 8 clients, 2 threads)
-//! against two throwaway PostgreSQL clusters, straight and through each proxy, in one run:
+//! `make bench-proxy`: pgbench's TPC-B-like script (simple protocol, or prepared where the
+//! contender's name says so; 8 clients, 2 threads) against two throwaway PostgreSQL clusters,
+//! straight and through each proxy, in one run:
 //!
 //! - `direct`: straight to cluster A.
 //! - `pgbouncer`: PgBouncer in session mode in front of cluster A.
@@ -11,14 +12,18 @@
 //!   (reset and kept by the proxy, `ProxyConfig::max_idle_per_backend`).
 //! - `weir-moving-dial`: the same moves with no connection kept, so every move dials a new
 //!   server (a new backend process, cold caches).
+//! - `weir-spread-prepared` and `weir-moving-prepared`: `weir-spread` and `weir-moving` with
+//!   `pgbench -M prepared`, whose sessions hold named statements (`BEGIN` and `END` among them)
+//!   that every move creates again on the new server.
 //!
 //! `tps_ratio_vs_pgbouncer` is `weir` over `pgbouncer` (same server, same load on it);
 //! `tps_ratio_moving_vs_static` is `weir-moving` over `weir-spread` (both spread over the two
 //! servers, which at scale 1 halves the contention on the one branch row); the transfer
 //! percentiles are those of `weir-moving`. The `*_dial` figures are the same for
-//! `weir-moving-dial`.
+//! `weir-moving-dial`. `tps_ratio_moving_vs_static_prepared` is `weir-moving-prepared` over
+//! `weir-spread-prepared`, and the `*_prepared` move figures are `weir-moving-prepared`'s.
 //!
-//! Each round runs the six in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
+//! Each round runs the eight in a fresh random order (the seed is printed; `WEIR_BENCH_SEED`
 //! replays one); before every run both clusters get `TRUNCATE pgbench_history`, `VACUUM` and
 //! a `CHECKPOINT`. `WEIR_BENCH_QUICK=1`: one round of 5 s runs. Otherwise three rounds of 20 s
 //! runs, tps averaged per contender. Overrides: `WEIR_BENCH_SECONDS`, `WEIR_BENCH_ROUNDS`,
@@ -58,15 +63,19 @@ enum Contender {
     WeirSpread,
     WeirMoving,
     WeirMovingDial,
+    WeirSpreadPrepared,
+    WeirMovingPrepared,
 }
 
-const CONTENDERS: [Contender; 6] = [
+const CONTENDERS: [Contender; 8] = [
     Contender::Direct,
     Contender::PgBouncer,
     Contender::Weir,
     Contender::WeirSpread,
     Contender::WeirMoving,
     Contender::WeirMovingDial,
+    Contender::WeirSpreadPrepared,
+    Contender::WeirMovingPrepared,
 ];
 
 impl Contender {
@@ -78,6 +87,16 @@ impl Contender {
             Contender::WeirSpread => "weir-spread",
             Contender::WeirMoving => "weir-moving",
             Contender::WeirMovingDial => "weir-moving-dial",
+            Contender::WeirSpreadPrepared => "weir-spread-prepared",
+            Contender::WeirMovingPrepared => "weir-moving-prepared",
+        }
+    }
+
+    /// pgbench's query mode (`-M`).
+    fn mode(self) -> &'static str {
+        match self {
+            Contender::WeirSpreadPrepared | Contender::WeirMovingPrepared => "prepared",
+            _ => "simple",
         }
     }
 
@@ -86,7 +105,10 @@ impl Contender {
     }
 
     fn is_moving(self) -> bool {
-        matches!(self, Contender::WeirMoving | Contender::WeirMovingDial)
+        matches!(
+            self,
+            Contender::WeirMoving | Contender::WeirMovingDial | Contender::WeirMovingPrepared
+        )
     }
 }
 
@@ -283,7 +305,7 @@ impl Bench {
             _ => return self.run_weir(contender, settings).await,
         };
         Ok(Run {
-            report: pgbench::run(&self.pgbench, port, seconds).await,
+            report: pgbench::run(&self.pgbench, port, contender.mode(), seconds).await,
             moves: None,
             placement: Vec::new(),
             history: [0; 2],
@@ -323,7 +345,7 @@ impl Bench {
                 proxy.metrics().sessions_per_backend
             })
         };
-        let report = pgbench::run(&self.pgbench, port, settings.seconds).await;
+        let report = pgbench::run(&self.pgbench, port, contender.mode(), settings.seconds).await;
         let _ = stop.send(());
         let moves = match mover {
             Some(task) => Some(task.await.map_err(|e| format!("the mover failed: {e}"))?),
@@ -357,7 +379,7 @@ impl Bench {
 fn print_run(round: u32, contender: Contender, run: &Run) {
     let r = &run.report;
     let mut line = format!(
-        "round {round} {:<12} tps {:>8.1}  transactions {:>7} (history rows A {} B {})  \
+        "round {round} {:<20} tps {:>8.1}  transactions {:>7} (history rows A {} B {})  \
          latency {:>6.2} ms  failed {}",
         contender.name(),
         r.tps,
@@ -449,7 +471,7 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) -> Result<(), Str
     println!();
     for c in CONTENDERS {
         if let Some(tps) = tps(c) {
-            println!("mean tps {:<12} {:>8.1}", c.name(), tps);
+            println!("mean tps {:<20} {:>8.1}", c.name(), tps);
         }
     }
     println!(
@@ -481,6 +503,14 @@ fn summarize(runs: &[(Contender, Run)], bouncer_version: &str) -> Result<(), Str
     )?);
     if tps(Contender::WeirMovingDial).is_some() {
         figures.extend(moves_of(Contender::WeirMovingDial).figures("_dial")?);
+    }
+    figures.extend(tps_ratio(
+        "tps_ratio_moving_vs_static_prepared",
+        Contender::WeirMovingPrepared,
+        Contender::WeirSpreadPrepared,
+    )?);
+    if tps(Contender::WeirMovingPrepared).is_some() {
+        figures.extend(moves_of(Contender::WeirMovingPrepared).figures("_prepared")?);
     }
     for figure in figures {
         println!("{figure}");

@@ -60,13 +60,14 @@ pub async fn initialize(pgbench: &Path, port: u16, scale: u32) -> Result<(), Str
     Ok(())
 }
 
-/// The TPC-B-like script, simple protocol, no vacuum (the caller vacuums), for `seconds`.
-/// A run that overstays its time by half a minute is killed and reported as failed.
-pub async fn run(pgbench: &Path, port: u16, seconds: u64) -> Report {
+/// The TPC-B-like script in query `mode` (`simple`, `extended` or `prepared`), no vacuum (the
+/// caller vacuums), for `seconds`. A run that overstays its time by half a minute is killed and
+/// reported as failed.
+pub async fn run(pgbench: &Path, port: u16, mode: &str, seconds: u64) -> Report {
     let mut command = Command::new(pgbench);
     command
         .args(connection(port))
-        .args(["-n", "-M", "simple"])
+        .args(["-n", "-M", mode])
         .args([
             "-c",
             &clients().to_string(),

@@ -34,6 +34,13 @@ pub struct Config {
     /// [`super::Output::CloseOldServer`], and the adapter may reset that connection and move a
     /// later session onto it. Default `false`.
     pub reuse_old_server: bool,
+    /// What the named prepared statements the machine keeps for a move may take (with a dialect
+    /// whose [`Dialect::replay_prepared_statements`] is set): every Parse message and every
+    /// Parse, Close or `DEALLOCATE` waiting for its answer, plus 64 bytes each. A session past
+    /// it keeps running on its server, and its moves fail, recoverably, with
+    /// [`super::Failure::PreparedStatementsOverLimit`] until `DISCARD ALL` or
+    /// `DEALLOCATE ALL`. Default 1 MiB.
+    pub max_prepared_statement_bytes: usize,
 }
 
 impl Default for Config {
@@ -47,6 +54,7 @@ impl Default for Config {
             max_small_message_len: 4 << 10,
             framer: FramerLimits::default(),
             reuse_old_server: false,
+            max_prepared_statement_bytes: 1 << 20,
         }
     }
 }

@@ -15,6 +15,9 @@
 //!     "SELECT weir.deserialize_session(decode('c3RhdGU=', 'base64'), 'dG9rZW4=')"
 //! );
 //! assert_eq!(crdb.started_server_query("c3RhdGU=", "dG9rZW4="), None);
+//! // The machine carries protocol-level prepared statements for PostgreSQL; CockroachDB's
+//! // session state carries them itself.
+//! assert!(pg.replay_prepared_statements && !crdb.replay_prepared_statements);
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("deserialize_session(state bytea)"));
 //! assert!(weir::transfer::POSTGRES_EMULATION_SQL.contains("weir.carried_settings"));
 //! ```
@@ -33,16 +36,21 @@ use alloc::string::String;
 /// - Custom placeholder settings (`SET myapp.tenant = 'acme'`) named in `weir.carried_settings`:
 ///   PostgreSQL leaves them out of `pg_settings`, so the operator lists the ones to carry
 ///   (`INSERT INTO weir.carried_settings VALUES ('myapp.tenant')`).
-/// - Named prepared statements, both from the extended protocol's Parse (tokio-postgres' `s0`,
-///   `s1`, ...), rebuilt as `PREPARE name (types) AS statement`, and from SQL `PREPARE`, replayed
-///   from their text. Both live in one namespace on the new server, so Bind and `EXECUTE` find
-///   them. The unnamed statement and portals are not carried.
+/// - Statements made with SQL `PREPARE`, replayed from their text.
+///
+/// Statements made with the extended protocol's Parse (tokio-postgres' `s0`, `s1`, ..., pgbench
+/// `-M prepared`'s `P_0`, ...) are not the SQL's business: with this dialect
+/// ([`Dialect::replay_prepared_statements`]) the machine keeps the client's Parse messages and
+/// sends them to the new server after the deserialize query, so any statement Parse took moves,
+/// utility statements such as `BEGIN` or `SET` included. Both kinds live in one namespace on
+/// the new server, so Bind and `EXECUTE` find them. The unnamed statement and portals are not
+/// carried.
 ///
 /// What makes the state query answer with its `error` column instead (a recoverable failure: the
 /// session stays on its server): an open transaction, open cursors, temporary tables, `LISTEN`,
-/// advisory locks, a protocol-level statement `PREPARE` cannot take (such as `SET`), and a SQL
-/// `PREPARE` whose recorded text holds a `;` before its end (PostgreSQL records the whole query
-/// string, which may hold other statements). The file's header has the details.
+/// advisory locks, and a SQL `PREPARE` whose recorded text holds a `;` before its end
+/// (PostgreSQL records the whole query string, which may hold other statements). The file's
+/// header has the details.
 pub const POSTGRES_EMULATION_SQL: &str = include_str!("postgres_emulation.sql");
 
 /// The columns the state query must return, in this order.
@@ -84,6 +92,10 @@ pub struct Dialect {
     /// [`Dialect::deserialize_query_template`]. `None` where the server takes the token only
     /// at startup (CockroachDB).
     pub started_server_query_template: Option<String>,
+    /// Whether the machine keeps the client's named prepared statements (its Parse messages)
+    /// and creates them again on the new server, after the deserialize query. Off where the
+    /// server's own session state carries them (CockroachDB): creating them twice would fail.
+    pub replay_prepared_statements: bool,
 }
 
 impl Dialect {
@@ -98,6 +110,7 @@ impl Dialect {
             deserialize_column: "crdb_internal.deserialize_session".into(),
             deserialize_tag: "SELECT 1".into(),
             started_server_query_template: None,
+            replay_prepared_statements: false,
         }
     }
 
@@ -117,6 +130,7 @@ impl Dialect {
             started_server_query_template: Some(
                 "SELECT weir.deserialize_session(decode('{state}', 'base64'), '{token}')".into(),
             ),
+            replay_prepared_statements: true,
         }
     }
 

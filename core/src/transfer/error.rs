@@ -274,6 +274,22 @@ pub enum Failure {
     /// being set up.
     #[error("the old server sent too much while the new one was set up")]
     HeldServerBytesFull,
+    /// The session's named prepared statements take more than
+    /// `Config::max_prepared_statement_bytes`, so they are not kept and the session cannot
+    /// move until `DISCARD ALL` or `DEALLOCATE ALL`.
+    #[error("the session's prepared statements take more than the limit of {limit} bytes (Config::max_prepared_statement_bytes)")]
+    PreparedStatementsOverLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Something happened to the session's named prepared statements that the machine could
+    /// not follow (such as a `DEALLOCATE` it could not attribute), so it cannot tell which
+    /// exist; the session cannot move until `DISCARD ALL` or `DEALLOCATE ALL`.
+    #[error("the session's prepared statements are unknown: {0}")]
+    PreparedStatementsUnknown(&'static str),
+    /// Creating the session's prepared statements again on the new server failed.
+    #[error("the new server refused a prepared statement: {0}")]
+    PrepareFailed(String),
     /// The session closed (a protocol violation elsewhere) while the transfer was under way.
     #[error("the session closed during the transfer")]
     SessionClosed,

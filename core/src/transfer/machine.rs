@@ -18,6 +18,7 @@ use super::metrics::Metrics;
 use super::migration::{Context, Failed, OldServerBytes, Progress, Transfer};
 use super::new_server::{NewServer, Read};
 use super::output::{CancelKeys, Output, Outputs, Peer, ServerId, Source};
+use super::prepared::{Prepared, MAX_CLOSE_LEN, MAX_DEALLOCATE_QUERY_LEN, MAX_TAG_LEN};
 use super::safepoint::SafePoint;
 use crate::time::{Instant, Monotonic};
 
@@ -52,6 +53,8 @@ pub struct Machine {
     startup_params: Vec<(String, String)>,
     client_key: Option<BackendKey>,
     server_key: Option<BackendKey>,
+    /// The client's named prepared statements, for the new server of a move.
+    prepared: Prepared,
     transfer: Option<Transfer>,
     /// Held bytes released by the end of a transfer, relayed before the current call returns.
     replay_client: VecDeque<Bytes>,
@@ -64,6 +67,10 @@ impl Machine {
     /// A machine for a client that has just connected to its first server, which the caller
     /// names `server`: the next client bytes are its startup packets.
     pub fn new(config: Config, server: ServerId) -> Machine {
+        let prepared = Prepared::new(
+            config.dialect.replay_prepared_statements,
+            config.max_prepared_statement_bytes,
+        );
         Machine {
             server_id: server,
             client: Framer::new(Side::Frontend, config.framer),
@@ -74,6 +81,7 @@ impl Machine {
             startup_params: Vec::new(),
             client_key: None,
             server_key: None,
+            prepared,
             transfer: None,
             replay_client: VecDeque::new(),
             replay_server: VecDeque::new(),
@@ -276,11 +284,13 @@ impl Machine {
         self.phase == Phase::Closed
     }
 
-    /// Bytes the machine holds: client and server bytes held during a transfer plus what the
-    /// framers buffer. Bounded by the [`Config`] limits plus one input.
+    /// Bytes the machine holds: client and server bytes held during a transfer, what the
+    /// framers buffer, and the prepared statements kept for a move (counted as
+    /// `Config::max_prepared_statement_bytes` counts them). Bounded by the [`Config`] limits
+    /// plus one input.
     pub fn buffered_len(&self) -> usize {
         let held = self.transfer.as_ref().map_or(0, Transfer::held_len);
-        held + self.client.buffered_len() + self.server.buffered_len()
+        held + self.client.buffered_len() + self.server.buffered_len() + self.prepared.len()
     }
 
     /// Every input is refused once the session is over.
@@ -312,19 +322,33 @@ impl Machine {
         let mut framer = core::mem::replace(&mut self.client, typed);
         let mut pos = 0;
         let mut run = framer.is_typed().then_some(0);
+        // The messages the prepared statements depend on are read whole when they fit.
+        let tracking = self.prepared.is_enabled();
+        let max_parse = self.prepared.max_parse_len();
+        let capture = |tag| match tag {
+            b'P' if tracking => max_parse,
+            b'C' if tracking => MAX_CLOSE_LEN,
+            b'Q' if tracking => MAX_DEALLOCATE_QUERY_LEN,
+            _ => 0,
+        };
         loop {
             let before = pos;
-            let body = match framer.next(&data, &mut pos, |_| 0) {
+            let body = match framer.next(&data, &mut pos, capture) {
                 Ok(None) => break,
-                Ok(Some(Frame::Message { tag, .. } | Frame::Begin { tag, .. })) => {
-                    // Password and SASL responses belong to authentication, not to the
-                    // conversation a safe point is about.
-                    if tag != b'p' {
-                        self.session.client_message(tag);
-                    }
+                Ok(Some(Frame::Message { tag, body, .. })) => {
+                    self.client_message(tag, Some(body));
                     continue;
                 }
-                Ok(Some(Frame::Part { .. } | Frame::EncryptionAnswer(_))) => continue,
+                Ok(Some(Frame::Begin { tag, .. })) => {
+                    self.client_message(tag, None);
+                    continue;
+                }
+                Ok(Some(Frame::Part { range, .. })) => {
+                    self.prepared
+                        .client_part(data.get(range).unwrap_or_default());
+                    continue;
+                }
+                Ok(Some(Frame::EncryptionAnswer(_))) => continue,
                 Ok(Some(Frame::Startup { body })) => body,
                 Err(e) => {
                     self.relay_run(Peer::Server(self.server_id), &data, run, before);
@@ -367,6 +391,17 @@ impl Machine {
         }
         self.relay_run(Peer::Server(self.server_id), &data, run, pos);
         self.client = framer;
+    }
+
+    /// Track one client message (its body, if it was read whole) while relaying it.
+    fn client_message(&mut self, tag: u8, body: Option<&[u8]>) {
+        // Password and SASL responses belong to authentication, not to the conversation.
+        if tag == b'p' {
+            return;
+        }
+        self.prepared
+            .client_message(tag, body, self.session.outstanding);
+        self.session.client_message(tag);
     }
 
     fn relay_run(&mut self, to: Peer, data: &Bytes, run: Option<usize>, end: usize) {
@@ -427,6 +462,7 @@ impl Machine {
             let frame = framer.next(data, pos, |tag| match tag {
                 b'Z' => 1,
                 b'K' => 260,
+                b'C' => MAX_TAG_LEN,
                 _ => 0,
             });
             let result = match frame {
@@ -485,6 +521,7 @@ impl Machine {
             }
             _ => self.session.server_message(tag, None),
         }
+        self.prepared.server_message(tag, body);
         Ok(())
     }
 
@@ -493,7 +530,13 @@ impl Machine {
         let Some(t) = self.transfer.as_mut() else {
             return;
         };
-        match t.begin(now, &self.config.dialect) {
+        // Statements the new server could not be given keep the session where it is, before
+        // any server is asked anything.
+        let replay = match self.prepared.replay() {
+            Ok(replay) => replay,
+            Err(failure) => return self.fail_recoverable(now, failure),
+        };
+        match t.begin(now, &self.config.dialect, replay) {
             Ok(query) => {
                 self.outputs
                     .transmit(Peer::Server(self.server_id), Source::Machine, query)
@@ -616,7 +659,9 @@ impl Machine {
             ready: Some(TransactionStatus::Idle),
             ..SafePoint::default()
         };
-        self.outputs.metrics_mut().discarded_old_server_bytes += moved.discarded as u64;
+        let metrics = self.outputs.metrics_mut();
+        metrics.discarded_old_server_bytes += moved.discarded as u64;
+        metrics.prepared_statements_replayed += moved.replayed as u64;
         self.outputs.report(moved.outcome);
         self.replay_client.extend(moved.held_client);
     }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub server_bytes: u64,
     /// Bytes of late old-server messages discarded when a transfer succeeded.
     pub discarded_old_server_bytes: u64,
+    /// Named prepared statements created again on new servers by successful transfers.
+    pub prepared_statements_replayed: u64,
 }
 
 impl Metrics {
@@ -40,5 +42,6 @@ impl Metrics {
         self.client_bytes += other.client_bytes;
         self.server_bytes += other.server_bytes;
         self.discarded_old_server_bytes += other.discarded_old_server_bytes;
+        self.prepared_statements_replayed += other.prepared_statements_replayed;
     }
 }

@@ -19,6 +19,7 @@ use super::message::{
 };
 use super::new_server::{Expect, NewServer, Revival};
 use super::output::{Output, Outputs, Peer, ServerId, Source, TransferOutcome, TransferResult};
+use super::prepared::Replay;
 use super::safepoint::SafePoint;
 use crate::time::Instant;
 
@@ -80,6 +81,8 @@ pub(super) struct Moved {
     /// How many bytes the old server sent after answering the state query, which the client
     /// never sees.
     pub(super) discarded: usize,
+    /// How many prepared statements the new server was given.
+    pub(super) replayed: usize,
     pub(super) outcome: TransferOutcome,
 }
 
@@ -98,6 +101,8 @@ pub(super) struct Transfer {
     held_client: Held,
     /// Old-server bytes after the state response, for the client should the transfer fail.
     held_server: Held,
+    /// The prepared statements for the new server, from the safe point on.
+    replay: Option<Replay>,
 }
 
 /// Where a transfer stands.
@@ -139,6 +144,7 @@ impl Transfer {
             step: Step::WaitSafePoint,
             held_client: Held::default(),
             held_server: Held::default(),
+            replay: None,
         }
     }
 
@@ -198,19 +204,28 @@ impl Transfer {
         Ok(())
     }
 
-    /// Bytes held from both sides plus what the new server's framer buffers.
+    /// Bytes held from both sides, what the new server's framer buffers, and the prepared
+    /// statements on their way to it.
     pub(super) fn held_len(&self) -> usize {
         let framer = match &self.step {
             Step::NewServer(new_server) => new_server.buffered_len(),
             _ => 0,
         };
-        self.held_client.len + self.held_server.len + framer
+        let replay = self.replay.as_ref().map_or(0, |r| r.bytes.len());
+        self.held_client.len + self.held_server.len + framer + replay
     }
 
     /// The session is at a safe point: the state query to send the old server, or why the
-    /// transfer fails (recoverably) instead.
-    pub(super) fn begin(&mut self, now: Instant, dialect: &Dialect) -> Result<Bytes, Failure> {
+    /// transfer fails (recoverably) instead. `replay` is what the new server must run after
+    /// the deserialize query.
+    pub(super) fn begin(
+        &mut self,
+        now: Instant,
+        dialect: &Dialect,
+        replay: Option<Replay>,
+    ) -> Result<Bytes, Failure> {
         let query = build_query(&dialect.state_query(&self.key)).map_err(Failure::Parse)?;
+        self.replay = replay;
         self.step = Step::State(StateResponse::new());
         self.suspended_at = Some(now);
         Ok(query)
@@ -247,7 +262,8 @@ impl Transfer {
     fn dial_new_server(&mut self, cx: &mut Context<'_>, revival: Revival) {
         let mut params = cx.startup_params.to_vec();
         params.push((cx.config.dialect.token_param.clone(), revival.token.clone()));
-        self.step = Step::NewServer(NewServer::new(revival, cx.config.framer));
+        let replay = self.replay.take();
+        self.step = Step::NewServer(NewServer::new(revival, replay, cx.config.framer));
         cx.out.push(Output::DialNewServer {
             server: self.to,
             params,
@@ -287,13 +303,14 @@ impl Transfer {
         let Step::NewServer(new_server) = self.step else {
             return None;
         };
-        let (framer, key) = new_server.into_connection();
+        let (framer, key, replayed) = new_server.into_connection();
         Some(Moved {
             server: self.to,
             framer,
             key,
             held_client: self.held_client.chunks,
             discarded: self.held_server.len,
+            replayed,
             outcome,
         })
     }

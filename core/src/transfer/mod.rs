@@ -59,9 +59,32 @@
 //!    [`Dialect::started_server_query_template`].)
 //! 6. Send the deserialize query; require its single column, `t`, its tag and an idle
 //!    ReadyForQuery.
-//! 7. Success closes the old server (*weir*: or, with [`Config::reuse_old_server`], hands it
+//! 7. (*weir*, with [`Dialect::replay_prepared_statements`]) Send the client's named prepared
+//!    statements, its own Parse messages, then a Sync; require a ParseComplete each and an idle
+//!    ReadyForQuery. None of it reaches the client; an ErrorResponse fails the transfer,
+//!    recoverably ([`Failure::PrepareFailed`]).
+//! 8. Success closes the old server (*weir*: or, with [`Config::reuse_old_server`], hands it
 //!    back for reuse when it is idle at a message boundary); a recoverable failure closes the
 //!    new one; a fatal one closes the client. Every transfer ends in one [`Output::Outcome`].
+//!
+//! # Prepared statements
+//!
+//! Named statements made with the extended protocol live in the server's session, and the
+//! client goes on using them after a move. CockroachDB's session state carries them; stock
+//! PostgreSQL's emulation cannot (SQL `PREPARE` cannot make a `BEGIN` or a `SET`, which drivers
+//! and pgbench `-M prepared` parse). So with [`Dialect::postgres`] the machine keeps them
+//! itself, as PgBouncer does in transaction mode: as the client's messages pass, it keeps each
+//! named Parse (name, query, parameter types) once the server answered ParseComplete, forgets
+//! one on a confirmed Close, and forgets all on a CommandComplete of `DISCARD ALL` or
+//! `DEALLOCATE ALL`. A `DEALLOCATE name` is followed when it is the whole of a simple Query
+//! (its CommandComplete is then known to be its own); a `DEALLOCATE` the machine cannot
+//! attribute while it keeps statements, an answer that matches no Parse or Close, or kept
+//! bytes past [`Config::max_prepared_statement_bytes`] make it drop what it kept and refuse
+//! every move, recoverably and before asking any server anything
+//! ([`Failure::PreparedStatementsUnknown`], [`Failure::PreparedStatementsOverLimit`]), until
+//! the server reports `DISCARD ALL` or `DEALLOCATE ALL`. The unnamed statement and portals are
+//! not carried: the safe point is idle, and drivers parse the unnamed statement before each
+//! use.
 //!
 //! [`Machine::cancel_keys`] gives the key the client knows and the key of the server the
 //! session is on, so an adapter can route a CancelRequest after a move (a TODO in CockroachDB).
@@ -108,6 +131,7 @@ mod metrics;
 mod migration;
 mod new_server;
 mod output;
+mod prepared;
 pub mod reset;
 mod safepoint;
 

@@ -13,6 +13,7 @@ use super::message::{
     build_query, build_startup_message, error_summary, parse_command_complete,
     parse_ready_for_query, Authentication, BackendKey, DataRow, RowDescription, TransactionStatus,
 };
+use super::prepared::Replay;
 
 /// The next message a query response must bring: the state query's on the old server, the
 /// deserialize query's on the new one.
@@ -74,6 +75,11 @@ struct Handshake {
     /// The new server's BackendKeyData, once it sent it (or the adapter reported it).
     key: Option<BackendKey>,
     revival: Revival,
+    /// The session's prepared statements, to create after the deserialize query; taken when
+    /// they are sent.
+    replay: Option<Replay>,
+    /// How many statements were created.
+    replayed: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,17 +90,23 @@ enum Stage {
     Auth,
     /// The deserialize query is outstanding on the new server.
     Deserialize(Expect),
+    /// The session's Parse messages and a Sync are outstanding; this many ParseComplete
+    /// messages are still to come.
+    Prepare(usize),
 }
 
 impl NewServer {
-    /// A new server the adapter is asked to dial.
-    pub(super) fn new(revival: Revival, limits: FramerLimits) -> NewServer {
+    /// A new server the adapter is asked to dial, which gets `replay` after the deserialize
+    /// query.
+    pub(super) fn new(revival: Revival, replay: Option<Replay>, limits: FramerLimits) -> NewServer {
         NewServer {
             framer: Framer::new(Side::Backend, limits),
             handshake: Handshake {
                 stage: Stage::Dial,
                 key: None,
                 revival,
+                replay,
+                replayed: 0,
             },
         }
     }
@@ -104,9 +116,10 @@ impl NewServer {
         self.handshake.stage != Stage::Dial
     }
 
-    /// Bytes the framer holds.
+    /// Bytes the framer holds, and the prepared statements not yet sent.
     pub(super) fn buffered_len(&self) -> usize {
-        self.framer.buffered_len()
+        let replay = self.handshake.replay.as_ref().map_or(0, |r| r.bytes.len());
+        self.framer.buffered_len() + replay
     }
 
     /// The adapter dialled the server: the StartupMessage to send it, or (inner `Err`) why the
@@ -184,9 +197,10 @@ impl NewServer {
         }
     }
 
-    /// The connection and its BackendKeyData, for the session to go on with.
-    pub(super) fn into_connection(self) -> (Framer, Option<BackendKey>) {
-        (self.framer, self.handshake.key)
+    /// The connection, its BackendKeyData and how many prepared statements it was given, for
+    /// the session to go on with.
+    pub(super) fn into_connection(self) -> (Framer, Option<BackendKey>, usize) {
+        (self.framer, self.handshake.key, self.handshake.replayed)
     }
 }
 
@@ -260,11 +274,28 @@ impl Handshake {
             }
             (Stage::Deserialize(Expect::ReadyForQuery), b'Z') => {
                 match parse_ready_for_query(body) {
-                    Ok(TransactionStatus::Idle) => Some(Read::Ready),
+                    Ok(TransactionStatus::Idle) => match self.replay.take() {
+                        Some(replay) => {
+                            self.stage = Stage::Prepare(replay.statements);
+                            Some(Read::Send(replay.bytes))
+                        }
+                        None => Some(Read::Ready),
+                    },
                     Ok(status) => failed(Failure::NotIdle(status.byte())),
                     Err(e) => failed(Failure::Parse(e)),
                 }
             }
+            (Stage::Prepare(_), b'E') => failed(Failure::PrepareFailed(error_summary(body))),
+            (Stage::Prepare(left @ 1..), b'1') => {
+                self.stage = Stage::Prepare(left - 1);
+                self.replayed += 1;
+                None
+            }
+            (Stage::Prepare(0), b'Z') => match parse_ready_for_query(body) {
+                Ok(TransactionStatus::Idle) => Some(Read::Ready),
+                Ok(status) => failed(Failure::NotIdle(status.byte())),
+                Err(e) => failed(Failure::Parse(e)),
+            },
             (stage, got) => failed(Failure::UnexpectedMessage {
                 expected: stage.expected_tag(),
                 got,
@@ -279,6 +310,8 @@ impl Stage {
         match self {
             Stage::Dial | Stage::Auth => b'Z',
             Stage::Deserialize(expect) => expect.tag(),
+            Stage::Prepare(0) => b'Z',
+            Stage::Prepare(_) => b'1',
         }
     }
 }

@@ -25,25 +25,24 @@
 --     INSERT INTO weir.carried_settings VALUES ('myapp.tenant') ON CONFLICT DO NOTHING;
 --   Each is read with current_setting(name, true) and carried when it is not null. Settings from
 --   the startup packet need nothing: the new server gets the client's startup parameters again.
--- * Named prepared statements (pg_prepared_statements), recreated after the settings, so that
---   they resolve names with the same search_path. SQL PREPARE and the extended protocol's Parse
---   share one namespace, so a client's later Bind or EXECUTE of, say, `s0` finds its statement.
---   - Protocol-level statements (Parse, from_sql = false) become
---     PREPARE <name> (<parameter types>) AS <statement>. Each is first prepared under the name
---     weir_transfer_probe on the old server (parse analysis only, nothing runs), so one that
---     PREPARE cannot take (a utility statement such as SET or BEGIN) is refused here.
---   - SQL PREPAREs (from_sql = true) are replayed from their text, which PostgreSQL records as
---     the whole query string the PREPARE came in. A text that holds a `;` anywhere but at its end
---     may be several statements, and replaying it could run the others again, so it is refused,
---     even when the `;` is inside a literal or a trailing comment. A protocol-level statement
---     moved once is a SQL PREPARE on its new server, so that rule applies to its next move.
---   The unnamed statement and all portals are not carried: the safe point is an idle session,
---   where drivers Parse the unnamed statement again before using it. The new server must have
---   the same tables and types; type OIDs a client cached for its own types may differ there.
+-- * Statements made with SQL PREPARE (pg_prepared_statements where from_sql), recreated after
+--   the settings, so that they resolve names with the same search_path. They are replayed from
+--   their text, which PostgreSQL records as the whole query string the PREPARE came in. A text
+--   that holds a `;` anywhere but at its end may be several statements, and replaying it could
+--   run the others again, so it is refused, even when the `;` is inside a literal or a trailing
+--   comment.
+-- * Not here: statements made with the extended protocol's Parse (from_sql = false). The
+--   transfer machine keeps the client's Parse messages as they pass and sends them again to the
+--   new server once deserialize_session has returned, so any statement Parse took (BEGIN and
+--   SET included) moves, and stays a protocol-level statement. Both kinds share one namespace
+--   on the new server, as on the old. The unnamed statement and all portals are not carried:
+--   the safe point is an idle session, where drivers Parse the unnamed statement again before
+--   using it. The new server must have the same tables and types; type OIDs a client cached
+--   for its own types may differ there.
 --
 -- What makes show_transfer_state refuse (a non-null `error` column, so the session stays where it
 -- is): an open transaction, open cursors (WITH HOLD), temporary tables, LISTEN, advisory locks, and
--- prepared statements that cannot be carried as above.
+-- SQL-prepared statements that cannot be carried as above.
 
 CREATE SCHEMA IF NOT EXISTS weir;
 GRANT USAGE ON SCHEMA weir TO PUBLIC;
@@ -56,30 +55,12 @@ GRANT SELECT ON weir.carried_settings TO PUBLIC;
 -- They call the functions behind the pg_settings, pg_locks, pg_cursors and
 -- pg_prepared_statements views rather than the views (no view rule to load), skip the pg_class
 -- scan when the session never had a temporary schema (pg_my_temp_schema() = 0), and reach
--- PL/pgSQL (needed for the dynamic PREPAREs) only through the SQL wrappers below, so a session
--- without prepared statements never loads it.
---
--- Advice for servers whose clients keep named prepared statements (tokio-postgres names every
--- statement; JDBC does after prepareThreshold executions): shared_preload_libraries = 'plpgsql'
--- in postgresql.conf (a restart) loads PL/pgSQL once in the postmaster instead of in each new
--- backend. That made the first deserialize_session of a session with one prepared statement
--- about 1 ms faster (median 3.5 to 2.5 ms, a loaded 2-core VM); the state query loads PL/pgSQL
--- too when it probes a protocol-level statement. Sessions without prepared statements gain
--- nothing from it.
+-- PL/pgSQL (needed for the dynamic PREPAREs) only through the SQL wrapper below, so a session
+-- without SQL-prepared statements never loads it.
 
--- The error PREPARE gives for `command`, or null when it takes it (nothing runs: parse analysis
--- only, and the probe statement is deallocated at once).
-CREATE OR REPLACE FUNCTION weir.prepare_error(command text)
-RETURNS text
-LANGUAGE plpgsql VOLATILE AS $fn$
-BEGIN
-    EXECUTE command;
-    EXECUTE 'DEALLOCATE weir_transfer_probe';
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLERRM;
-END
-$fn$;
+-- Earlier versions of this file probed protocol-level statements with these.
+DROP FUNCTION IF EXISTS weir.probe_prepared_statement(text, text, text);
+DROP FUNCTION IF EXISTS weir.prepare_error(text);
 
 -- Runs one statement (a PREPARE being replayed).
 CREATE OR REPLACE FUNCTION weir.run_statement(command text)
@@ -90,17 +71,8 @@ BEGIN
 END
 $fn$;
 
--- SQL wrappers, not inlined (they have a FROM clause), so the PL/pgSQL functions above are looked
--- up, and PL/pgSQL loaded, only when a wrapper is actually called.
-CREATE OR REPLACE FUNCTION weir.probe_prepared_statement(name text, types text, statement text)
-RETURNS text
-LANGUAGE sql VOLATILE AS $fn$
-SELECT pg_catalog.format('cannot serialize prepared statement %I: %s', name, e.error)
-  FROM weir.prepare_error('PREPARE weir_transfer_probe' || types || ' AS ' || statement)
-       AS e(error)
- WHERE e.error IS NOT NULL
-$fn$;
-
+-- A SQL wrapper, not inlined (it has a FROM clause), so the PL/pgSQL function above is looked
+-- up, and PL/pgSQL loaded, only when the wrapper is actually called.
 CREATE OR REPLACE FUNCTION weir.replay_prepared_statements(commands jsonb)
 RETURNS bigint
 LANGUAGE sql VOLATILE AS $fn$
@@ -108,42 +80,28 @@ SELECT pg_catalog.count(weir.run_statement(c.command))
   FROM pg_catalog.jsonb_array_elements_text(commands) AS c(command)
 $fn$;
 
--- The named prepared statements as the commands that recreate them (error null), or the reason
+-- The SQL-prepared statements as the commands that recreate them (error null), or the reason
 -- the first of them, by name, that cannot be carried cannot (commands null). A function of its
--- own, called only when there are prepared statements, so that the state query of a session
+-- own, called only when there are SQL-prepared statements, so that the state query of a session
 -- without any does not parse and plan this part.
 CREATE OR REPLACE FUNCTION weir.carry_prepared_statements(OUT error text, OUT commands jsonb)
 LANGUAGE sql VOLATILE AS $fn$
 WITH statements AS MATERIALIZED (
-    SELECT p.name, p.statement, p.from_sql,
-           CASE WHEN pg_catalog.cardinality(p.parameter_types) > 0
-                THEN ' (' || pg_catalog.array_to_string(p.parameter_types::text[], ', ') || ')'
-                ELSE '' END AS types
+    SELECT p.name, p.statement
       FROM pg_catalog.pg_prepared_statement() AS p
+     WHERE p.from_sql
 ),
 problem AS MATERIALIZED (
-    SELECT x.problem
-      FROM (SELECT s.name,
-                   CASE WHEN NOT s.from_sql THEN
-                            weir.probe_prepared_statement(s.name, s.types, s.statement)
-                        WHEN pg_catalog.strpos(pg_catalog.rtrim(s.statement, E' \t\r\n;'), ';') > 0
-                        THEN
-                            pg_catalog.format('cannot serialize prepared statement %I: '
-                                              'its text may hold more than one statement', s.name)
-                   END AS problem
-              FROM statements AS s
-            OFFSET 0) AS x
-     WHERE x.problem IS NOT NULL
-     ORDER BY x.name
+    SELECT pg_catalog.format('cannot serialize prepared statement %I: '
+                             'its text may hold more than one statement', s.name) AS problem
+      FROM statements AS s
+     WHERE pg_catalog.strpos(pg_catalog.rtrim(s.statement, E' \t\r\n;'), ';') > 0
+     ORDER BY s.name
      LIMIT 1
 )
 SELECT (SELECT p.problem FROM problem AS p),
        CASE WHEN NOT EXISTS (SELECT 1 FROM problem) THEN
-           (SELECT COALESCE(pg_catalog.jsonb_agg(
-                       CASE WHEN s.from_sql THEN s.statement
-                            ELSE 'PREPARE ' || pg_catalog.quote_ident(s.name) || s.types || ' AS '
-                                 || s.statement END
-                       ORDER BY s.name), '[]'::jsonb)
+           (SELECT COALESCE(pg_catalog.jsonb_agg(s.statement ORDER BY s.name), '[]'::jsonb)
               FROM statements AS s)
        END
 $fn$;
@@ -159,7 +117,7 @@ LANGUAGE sql VOLATILE AS $fn$
 WITH prepared AS MATERIALIZED (
     SELECT c.error, c.commands
       FROM weir.carry_prepared_statements() AS c
-     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statement())
+     WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statement() AS p WHERE p.from_sql)
 ),
 -- Session state that cannot be replayed makes the transfer fail (recoverably); the checks run
 -- in this order and stop at the first that fails.
@@ -218,7 +176,8 @@ $fn$;
 CREATE OR REPLACE FUNCTION weir.deserialize_session(state bytea, token text)
 RETURNS boolean
 LANGUAGE sql VOLATILE AS $fn$
--- Settings first: the prepared statements resolve names with the session's search_path. Neither
+-- Settings first: the prepared statements resolve names with the session's search_path (and so
+-- do the protocol-level ones the transfer machine sends once this has returned). Neither
 -- statement changes anything unless the user and the token match.
 WITH d AS MATERIALIZED (SELECT pg_catalog.convert_from(state, 'UTF8')::jsonb AS doc)
 SELECT pg_catalog.set_config(e.key, e.value, false)

@@ -29,6 +29,33 @@ pub fn query(sql: &str) -> Vec<u8> {
     msg(b'Q', &cstr(sql))
 }
 
+/// Parse of `name` (empty: the unnamed statement) with these parameter type OIDs.
+pub fn parse(name: &str, sql: &str, oids: &[u32]) -> Vec<u8> {
+    let mut body = [cstr(name), cstr(sql)].concat();
+    body.extend_from_slice(&(oids.len() as i16).to_be_bytes());
+    for oid in oids {
+        body.extend_from_slice(&oid.to_be_bytes());
+    }
+    msg(b'P', &body)
+}
+
+/// Close of the statement `name`.
+pub fn close_statement(name: &str) -> Vec<u8> {
+    msg(b'C', &[&b"S"[..], &cstr(name)].concat())
+}
+
+pub fn sync() -> Vec<u8> {
+    msg(b'S', &[])
+}
+
+pub fn parse_complete() -> Vec<u8> {
+    msg(b'1', &[])
+}
+
+pub fn close_complete() -> Vec<u8> {
+    msg(b'3', &[])
+}
+
 pub fn row_description(names: &[&str]) -> Vec<u8> {
     let mut b = (names.len() as i16).to_be_bytes().to_vec();
     for n in names {

@@ -49,7 +49,11 @@
 //!
 //! With [`weir::transfer::Dialect::postgres`], each backend needs
 //! [`weir::transfer::POSTGRES_EMULATION_SQL`] installed and must let the session's user in
-//! without a password (`trust`): the proxy does not hold credentials.
+//! without a password (`trust`): the proxy does not hold credentials. A session's named
+//! prepared statements move with it, whatever they hold (pgbench `-M prepared`'s `BEGIN;`
+//! included): the machine keeps the client's Parse messages, up to
+//! [`weir::transfer::Config::max_prepared_statement_bytes`] per session, and creates them again
+//! on each new server.
 
 mod balance;
 mod config;
