@@ -42,11 +42,13 @@ pub struct Dialect {
     deserialize_column: String,
     deserialize_tag: String,
     started_server_query_template: Option<String>,
+    replay_prepared_statements: bool,
 }
 
 #[pymethods]
 impl Dialect {
     #[new]
+    #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (
         *,
         state_query_template = core::Dialect::default().state_query_template,
@@ -56,6 +58,7 @@ impl Dialect {
         deserialize_column = core::Dialect::default().deserialize_column,
         deserialize_tag = core::Dialect::default().deserialize_tag,
         started_server_query_template = core::Dialect::default().started_server_query_template,
+        replay_prepared_statements = core::Dialect::default().replay_prepared_statements,
     ))]
     fn new(
         state_query_template: String,
@@ -65,6 +68,7 @@ impl Dialect {
         deserialize_column: String,
         deserialize_tag: String,
         started_server_query_template: Option<String>,
+        replay_prepared_statements: bool,
     ) -> Dialect {
         Dialect {
             state_query_template,
@@ -74,6 +78,7 @@ impl Dialect {
             deserialize_column,
             deserialize_tag,
             started_server_query_template,
+            replay_prepared_statements,
         }
     }
 
@@ -122,6 +127,7 @@ impl Dialect {
             deserialize_column: d.deserialize_column,
             deserialize_tag: d.deserialize_tag,
             started_server_query_template: d.started_server_query_template,
+            replay_prepared_statements: d.replay_prepared_statements,
         }
     }
 
@@ -134,6 +140,7 @@ impl Dialect {
             deserialize_column: self.deserialize_column.clone(),
             deserialize_tag: self.deserialize_tag.clone(),
             started_server_query_template: self.started_server_query_template.clone(),
+            replay_prepared_statements: self.replay_prepared_statements,
         }
     }
 }

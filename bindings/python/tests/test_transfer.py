@@ -524,3 +524,9 @@ def test_metrics_add_up() -> None:
 
 def test_terminate() -> None:
     assert build_terminate() == TERMINATE
+
+
+def test_only_the_postgres_dialect_has_the_machine_replay_prepared_statements() -> None:
+    assert Dialect.postgres().replay_prepared_statements
+    assert not Dialect.cockroachdb().replay_prepared_statements
+    assert not Dialect(replay_prepared_statements=False).replay_prepared_statements
